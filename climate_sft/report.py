@@ -1,0 +1,217 @@
+"""Stage 7: a run folder's own files -> REPORT.md with plots, answering the user's questions in numbers.
+
+    climate-sft report RUN_DIR
+
+Reads recipe.yaml, training_stats.json and (when `climate-sft eval` ran) eval_results.json. Nothing in the
+report is typed by hand: the techniques come from the resolved recipe, the numbers from the measurements,
+and the interpretation from rules over those numbers (`interpret`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+from climate_sft.corpus import CorpusError, write_atomic
+
+# Perplexity changes smaller than this are within what run-to-run noise moves on a few test documents.
+NOISE = 0.01
+
+
+def _load(run_dir: Path, name: str) -> dict | None:
+    path = run_dir / name
+    if not path.is_file():
+        return None
+    return yaml.safe_load(path.read_text()) if name.endswith(".yaml") else json.loads(path.read_text())
+
+
+def techniques(recipe: dict, stats: dict) -> list[str]:
+    """The memory and speed techniques this run actually used, read from its resolved recipe."""
+    used = []
+    if recipe.get("load_in_4bit"):
+        kind = recipe.get("bnb_4bit_quant_type", "nf4").upper()
+        nested = " with double quantization" if recipe.get("use_bnb_nested_quant") else ""
+        used.append(f"4-bit {kind} base weights{nested} (QLoRA), compute in {recipe.get('dtype', 'float32')}")
+    elif recipe.get("load_in_8bit"):
+        used.append("8-bit base weights")
+    if recipe.get("use_peft"):
+        targets = recipe.get("lora_target_modules") or "the default modules"
+        targets = ", ".join(targets) if isinstance(targets, list) else targets
+        used.append(f"LoRA r={recipe.get('lora_r')} alpha={recipe.get('lora_alpha')} on {targets} (adapters in fp32)")
+    used.append(f"{stats['precision']} {'mixed ' if stats['precision'] != 'fp32' else ''}precision")
+    if recipe.get("gradient_checkpointing", True):
+        used.append("gradient checkpointing")
+    if recipe.get("optim"):
+        used.append(f"optimizer {recipe['optim']}")
+    if stats.get("packing_strategy"):
+        used.append(f"packing ({stats['packing_strategy']}) into rows of {stats['max_length']} tokens")
+    if stats.get("attn_implementation"):
+        used.append(f"attention: {stats['attn_implementation']}")
+    if recipe.get("use_liger_kernel"):
+        used.append("Liger kernels (RMSNorm, SwiGLU, RoPE)")
+    return used
+
+
+def interpret(stats: dict, evaluation: dict | None) -> list[str]:
+    """Plain-words reading of the numbers."""
+    lines = []
+    if evaluation:
+        before, after = evaluation["base"]["perplexity"], evaluation["fine_tuned"]["perplexity"]
+        change = evaluation["relative_change"]
+        if change <= -NOISE:
+            lines.append(
+                f"Fine-tuning helped: on {evaluation['documents']} held-out document(s) ({evaluation['tokens']} tokens) "
+                f"perplexity fell {-change:.1%}, from {before:.2f} to {after:.2f}. The model is now, on average, as "
+                f"unsure of the next token as if choosing among {after:.1f} equally likely ones instead of {before:.1f}."
+            )
+        elif change < NOISE:
+            lines.append(
+                f"No measurable change: perplexity went from {before:.2f} to {after:.2f} ({change:+.1%}), within "
+                f"the {NOISE:.0%} that noise moves it on so few test tokens."
+            )
+        else:
+            lines.append(
+                f"Fine-tuning hurt: perplexity rose {change:.1%}, from {before:.2f} to {after:.2f}. Typical causes are a "
+                "learning rate too high for this corpus or too many epochs over too little text."
+            )
+        ratio = stats["tokens_seen"] / max(1, evaluation["tokens"])
+        lines.append(
+            f"The run trained on {stats['tokens_seen']:,} tokens ({stats['epochs']} epochs). Gains on a corpus this "
+            "size come mostly from the corpus's vocabulary, style and layout quirks rather than new knowledge; "
+            f"the test set is {ratio:.0f} times smaller than what was trained on, so its number is indicative."
+        )
+    evals = [e["eval_loss"] for e in stats.get("eval_losses", [])]
+    if len(evals) >= 2:
+        last, previous, best = evals[-1], evals[-2], min(evals)
+        if last > best * (1 + NOISE):
+            lines.append(
+                f"Validation loss rose from its best {best:.3f} to {last:.3f}: the adapter is starting to overfit; "
+                "more data would help more than more epochs, or stop earlier."
+            )
+        elif last < previous * (1 - NOISE):
+            lines.append(
+                f"Validation loss was still falling at the end ({previous:.3f} -> {last:.3f}): more training "
+                "(another epoch) or more documents would likely lower perplexity further."
+            )
+        else:
+            lines.append(
+                f"Validation loss has levelled off ({previous:.3f} -> {last:.3f}): more epochs would add little; "
+                "more documents are the way to further gains."
+            )
+    elif not evals:
+        lines.append("No validation loss was logged (eval_strategy: no), so the trend cannot be judged.")
+    return lines
+
+
+def _plot(run_dir: Path, stats: dict, evaluation: dict | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+
+    def save(fig, name):
+        tmp = run_dir / f".{name}.tmp-{os.getpid()}.png"
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        os.replace(tmp, run_dir / name)
+        made.append(name)
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    ax.plot([x["step"] for x in stats["losses"]], [x["loss"] for x in stats["losses"]], label="training loss")
+    if stats.get("eval_losses"):
+        ax.plot([x["step"] for x in stats["eval_losses"]], [x["eval_loss"] for x in stats["eval_losses"]],
+                "o-", label="validation loss")
+    ax.set(xlabel="optimizer step", ylabel="loss (nats/token)", title="Loss")
+    ax.legend()
+    save(fig, "loss.png")
+
+    if stats.get("step_seconds"):
+        fig, ax = plt.subplots(figsize=(6.5, 3.0))
+        per_step = stats["tokens_seen"] / len(stats["step_seconds"])
+        ax.plot(range(1, len(stats["step_seconds"]) + 1), [per_step / s for s in stats["step_seconds"]])
+        memory = stats.get("peak_gpu_memory_allocated_gb", stats.get("peak_rss_gb"))
+        kind = "GPU memory allocated" if "peak_gpu_memory_allocated_gb" in stats else "RSS"
+        ax.set(xlabel="step (this run)", ylabel="tokens / s", title=f"Throughput (peak {kind}: {memory} GB)")
+        save(fig, "throughput.png")
+
+    if evaluation:
+        fig, ax = plt.subplots(figsize=(4.0, 3.0))
+        values = [evaluation["base"]["perplexity"], evaluation["fine_tuned"]["perplexity"]]
+        bars = ax.bar(["base", "fine-tuned"], values, color=["#999999", "#2a7ab9"])
+        ax.bar_label(bars, fmt="%.2f")
+        ax.set(ylabel="perplexity", title=f"Test split ({evaluation['tokens']} tokens)")
+        save(fig, "perplexity.png")
+    return made
+
+
+def write_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    stats, recipe = _load(run_dir, "training_stats.json"), _load(run_dir, "recipe.yaml")
+    if not stats or not recipe:
+        raise CorpusError(f"{run_dir}: no training_stats.json/recipe.yaml here; run `climate-sft train` first")
+    evaluation = _load(run_dir, "eval_results.json")
+    plots = _plot(run_dir, stats, evaluation)
+    memory = (
+        f"{stats['peak_gpu_memory_allocated_gb']} GB allocated, {stats['peak_gpu_memory_reserved_gb']} GB reserved"
+        if "peak_gpu_memory_allocated_gb" in stats
+        else f"no GPU; peak process memory (RSS) {stats['peak_rss_gb']} GB"
+    )
+    search = stats.get("batch_size_search")
+    searched = (
+        f" (largest that fits, found by trial steps: tried {', '.join(search['tried'])}; "
+        f"memory budget {search['memory_budget_gb']} GB)" if search else " (from the recipe)"
+    )
+    lines = [
+        f"# Training report: {run_dir.name}",
+        "",
+        f"Written by `climate-sft report` on {datetime.date.today()} from this folder's recipe.yaml, "
+        "training_stats.json and eval_results.json.",
+        "",
+        "## What it means",
+        "",
+        *[f"- {line}" for line in interpret(stats, evaluation)],
+        "",
+        "## Run",
+        "",
+        f"- Model: `{stats['model']}`; recipe `{stats['recipe']}`; device: {stats['device']}",
+        f"- Techniques: {'; '.join(techniques(recipe, stats))}",
+        "",
+        "| question | answer |",
+        "| --- | --- |",
+        f"| per-device batch size | {stats['per_device_train_batch_size']}{searched} |",
+        f"| gradient accumulation | {stats['gradient_accumulation_steps']} |",
+        f"| processes (GPUs) | {stats['world_size']} |",
+        f"| effective batch size | {stats['effective_batch_size']} sequences of up to {stats['max_length']} tokens |",
+        f"| peak memory | {memory} |",
+        f"| training time | {stats['train_seconds']:.1f} s for {stats['steps_this_run']} steps ({stats['epochs']} epochs) |",
+        f"| tokens trained on (no padding) | {stats['tokens_seen']:,} |",
+        f"| throughput | {stats['tokens_per_second']:,.0f} tokens/s overall, {stats['steady_tokens_per_second'] or 0:,.0f} "
+        f"tokens/s steady (median step after {3} warm-up steps) |",
+        f"| final training loss | {stats['final_loss']:.4f} |" if stats.get("final_loss") is not None else "",
+    ]
+    if evaluation:
+        lines += [
+            f"| perplexity, base model | {evaluation['base']['perplexity']:.3f} |",
+            f"| perplexity, fine-tuned | {evaluation['fine_tuned']['perplexity']:.3f} ({evaluation['relative_change']:+.1%}) |",
+            "",
+            f"Perplexity on the `{evaluation['split']}` split: {evaluation['documents']} document(s), "
+            f"{evaluation['tokens']} tokens, windows of {evaluation['window']} tokens moving by {evaluation['stride']}, "
+            f"{evaluation['precision']}. Per document:",
+            "",
+            "| document | tokens | base | fine-tuned |",
+            "| --- | --- | --- | --- |",
+            *[f"| {d['title'] or '(untitled)'} | {d['tokens']} | {d['base']:.3f} | {d['fine_tuned']:.3f} |"
+              for d in evaluation["per_document"]],
+        ]
+    else:
+        lines += ["", "Perplexity: not measured yet; run `climate-sft eval` on this folder, then this report again."]
+    lines += ["", "## Plots", ""] + [f"![{name[:-4]}]({name})" for name in plots]
+    report = run_dir / "REPORT.md"
+    write_atomic(report, "\n".join(line for line in lines if line is not None) + "\n")
+    return report
