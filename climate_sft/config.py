@@ -107,9 +107,12 @@ def _allowed(tp: Any) -> list[Any]:
 def _coerce(key: str, value: Any, tp: Any, choices: list | None) -> Any:
     """The value converted to the field's type, or a RecipeError saying what was expected."""
     allowed = _allowed(tp)
-    if value is None:
-        if type(None) in allowed:
-            return None
+    if value is None and type(None) in allowed:
+        return None
+    if isinstance(value, bool) and bool not in allowed and str in allowed:
+        value = "yes" if value else "no"  # YAML 1.1 reads `eval_strategy: no` as false
+    if value in ("null", "None") and type(None) in allowed and str not in allowed:
+        return None
     for t in allowed:
         origin = typing.get_origin(t) or t
         if t is bool:
@@ -150,7 +153,7 @@ def _normalize_auto_batch(values: dict[str, Any]) -> None:
 
 
 def _cli_pairs(argv: list[str]) -> dict[str, Any]:
-    """`--key value` / `--key=value` / bare `--flag` pairs, parsed like YAML scalars."""
+    """`--key value` / `--key=value` / bare `--flag` pairs."""
     pairs, i = {}, 0
     while i < len(argv):
         arg = argv[i]
@@ -163,7 +166,8 @@ def _cli_pairs(argv: list[str]) -> dict[str, Any]:
                 value, i = argv[i + 1], i + 1
             else:
                 value = "true"
-        pairs[key] = yaml.safe_load(value) if value != "" else ""
+        # lists and mappings as YAML; scalars stay strings and are converted by field type in _coerce
+        pairs[key] = yaml.safe_load(value) if value[:1] in ("[", "{") else value
         i += 1
     return pairs
 
@@ -266,7 +270,7 @@ def known_keys() -> str:
 
 
 def resolved_values(recipe: Recipe) -> dict[str, Any]:
-    """The recipe's keys with the values the run actually used (after batch-size search and derivations)."""
+    """The recipe's keys with the values the run used, loadable as a recipe again (`recipe.yaml` of a run)."""
     out = {}
     for key in recipe.values:
         for obj in (recipe.corpus, recipe.model, recipe.training):
@@ -274,7 +278,9 @@ def resolved_values(recipe: Recipe) -> dict[str, Any]:
                 value = getattr(obj, key)
                 out[key] = value.value if isinstance(value, enum.Enum) else value
                 break
-    for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
-        out[key] = getattr(recipe.training, key)
+    out["per_device_train_batch_size"] = recipe.training.per_device_train_batch_size
+    out.pop("auto_batch_size", None)  # searched already: the batch above is the one to reuse
+    if not recipe.corpus.effective_batch_size:  # otherwise accumulation is derived from it
+        out["gradient_accumulation_steps"] = recipe.training.gradient_accumulation_steps
     return out
 

@@ -9,7 +9,8 @@ Corpus folder layout (what `build_corpus` writes and `load_corpus` reads):
     CORPUS_DIR/cache/          extraction results keyed by file hash, so a rerun touches only new files
 
 Every file is written to a temporary name and renamed into place, so an interrupted or failed build
-leaves the previous corpus whole.
+leaves the previous corpus whole. pymupdf is imported only to extract: training and evaluation read the
+saved corpus without it (the GPU machines do not have it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from climate_sft.pdf_text import CLEANER_VERSION, PdfError, read_pdf
 
 SAMPLE_PDF_DIR = Path(__file__).parent / "sample_corpus" / "pdfs"
 SPLITS = ("train", "validation", "test")
@@ -68,6 +68,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 def extract_file(path: Path, sha: str) -> FileResult:
     """Extract one PDF into a result, good or bad."""
+    from climate_sft.pdf_text import PdfError, read_pdf
+
     try:
         doc = read_pdf(path)
     except PdfError as error:
@@ -109,6 +111,8 @@ def extract_folder(pdf_dir: Path, cache_dir: Path, workers: int | None = None) -
     append-only JSON-lines file: one open per build rather than one file per PDF, and each result is
     written as soon as it arrives, so an interrupted build keeps what it did.
     """
+    from climate_sft.pdf_text import CLEANER_VERSION
+
     paths = sorted(p for p in pdf_dir.rglob("*") if p.is_file() and p.suffix.lower() == ".pdf")
     hashes = [file_sha256(p) for p in paths]
     cache_dir.mkdir(parents=True, exist_ok=True)

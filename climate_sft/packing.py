@@ -68,19 +68,37 @@ def varlen_attention_forward(
     if dropout:
         raise ValueError("attn_implementation 'varlen' does not support attention dropout; set it to 0")
     groups = getattr(module, "num_key_value_groups", 1)
-    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     if query.is_cuda:
-        from torch.nn.attention.varlen import varlen_attn
-
-        q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
         cu_q = cu_seq_lens_q.to(query.device, torch.int32)
         cu_k = cu_seq_lens_k.to(query.device, torch.int32)
         max_q = int(max_length_q) if max_length_q is not None else int(cu_q.diff().max())
         max_k = int(max_length_k) if max_length_k is not None else int(cu_k.diff().max())
-        out = varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scaling, window_size=(-1, 0))
+        out = _flash_varlen(query, key, value, groups, cu_q, cu_k, max_q, max_k, scaling)
         return out.unsqueeze(0), None
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     out = _causal_per_document(query[0], key[0], value[0], cu_seq_lens_q, scaling)
     return out.transpose(0, 1).unsqueeze(0), None
+
+
+_native_gqa = True  # FlashAttention reads grouped key/value heads itself; set False if a build refuses
+
+
+def _flash_varlen(query, key, value, groups, cu_q, cu_k, max_q, max_k, scaling):
+    """FlashAttention over cumulative lengths; tensors become (tokens, heads, dim)."""
+    global _native_gqa
+    from torch.nn.attention.varlen import varlen_attn
+
+    q = query[0].transpose(0, 1)
+    if _native_gqa or groups == 1:
+        try:
+            k, v = key[0].transpose(0, 1), value[0].transpose(0, 1)
+            return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scaling, window_size=(-1, 0))
+        except RuntimeError:
+            if groups == 1:
+                raise
+            _native_gqa = False  # repeating the key/value heads costs memory traffic, not correctness
+    k, v = (repeat_kv(t, groups)[0].transpose(0, 1) for t in (key, value))
+    return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scaling, window_size=(-1, 0))
 
 
 def varlen_mask(*args, attention_mask: torch.Tensor | None = None, **kwargs):

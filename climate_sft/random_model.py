@@ -33,6 +33,17 @@ ARCHITECTURES = {
         },
         tie_word_embeddings=True,
     ),
+    # GPU tests: FlashAttention-sized heads (128) in a model that builds in a second
+    "small": dict(
+        hidden_size=512,
+        intermediate_size=1024,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=128,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    ),
     "tiny": dict(
         hidden_size=64,
         intermediate_size=128,

@@ -71,7 +71,7 @@ class RunStatsCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}
+            shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items()}
             logger.info("step %d: %s", state.global_step, json.dumps(shown))
 
 
@@ -155,7 +155,8 @@ def out_of_memory_message(recipe: Recipe) -> str:
     )
 
 
-def build_trainer(recipe: Recipe, corpus, tokenizer, callbacks=()):
+def build_trainer(recipe: Recipe, corpus, tokenizer, callbacks=(), model=None, trainer_class=None):
+    """The trainer for a recipe; `model` reuses an already adapted (PEFT) model, as benchmarks do."""
     from climate_sft.modeling import load_model, lora_config
     from climate_sft.packing import VARLEN
 
@@ -163,14 +164,13 @@ def build_trainer(recipe: Recipe, corpus, tokenizer, callbacks=()):
         # Packed batches go padding-free: the varlen kernel keeps their documents apart at fused-kernel speed,
         # where sdpa would build a mask quadratic in the whole batch (see packing.py).
         recipe.model.attn_implementation = VARLEN
-    model = load_model(recipe.model)
-    return ClimateSFTTrainer(
-        model=model,
+    return (trainer_class or ClimateSFTTrainer)(
+        model=model if model is not None else load_model(recipe.model),
         args=recipe.training,
         train_dataset=corpus["train"].select_columns(["text"]),
         eval_dataset=corpus[recipe.corpus.eval_split].select_columns(["text"]),
         processing_class=tokenizer,
-        peft_config=lora_config(recipe.model),
+        peft_config=None if model is not None else lora_config(recipe.model),
         callbacks=list(callbacks),
     )
 

@@ -101,20 +101,36 @@ def tiny_corpus_dir(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture
-def tiny_recipe(tmp_path, tiny_model_dir, tiny_corpus_dir):
-    """A recipe file for a few CPU steps of the tiny model; keyword arguments override its keys."""
+@pytest.fixture(scope="session")
+def synthetic_corpus_dir(tmp_path_factory) -> Path:
+    """A corpus written straight from text (no PDFs, so no pymupdf: the GPU machine has none)."""
+    from datasets import Dataset, DatasetDict
+
+    from climate_sft.benchmarks.bench_corpus import synthetic_documents
+    from climate_sft.corpus import document_features
+
+    docs = synthetic_documents(8, seed=1, min_chars=800, max_chars=4000)
+    out = tmp_path_factory.mktemp("synthetic_corpus")
+    DatasetDict(
+        {split: Dataset.from_list(part, features=document_features())
+         for split, part in (("train", docs[:6]), ("validation", docs[6:7]), ("test", docs[7:]))}
+    ).save_to_disk(str(out / "dataset"))
+    return out
+
+
+def recipe_maker(tmp_path: Path, model_dir: Path, corpus_dir: Path):
+    """A function writing a recipe for a few CPU steps of a tiny model; keyword arguments override keys."""
 
     def make(**overrides) -> Path:
         values = dict(
-            model_name_or_path=str(tiny_model_dir),
+            model_name_or_path=str(model_dir),
             dtype="float32",
             attn_implementation="sdpa",
             use_peft=True,
             lora_r=4,
             lora_alpha=8,
             lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-            corpus_dir=str(tiny_corpus_dir),
+            corpus_dir=str(corpus_dir),
             max_length=64,
             packing=True,
             use_cpu=True,
@@ -136,3 +152,8 @@ def tiny_recipe(tmp_path, tiny_model_dir, tiny_corpus_dir):
         return write_recipe(tmp_path / "recipe.yaml", **values)
 
     return make
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, tiny_model_dir, tiny_corpus_dir):
+    return recipe_maker(tmp_path, tiny_model_dir, tiny_corpus_dir)

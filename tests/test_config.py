@@ -101,3 +101,9 @@ def test_shipped_recipes_are_valid(recipe):
     check_values(values, str(recipe))
     assert not (values.get("fp16") and values.get("bf16"))
     assert values.get("use_peft") or not values.get("load_in_4bit")
+
+
+def test_yaml_no_stays_a_string_where_the_key_takes_strings(tiny_recipe):
+    recipe = load_recipe(tiny_recipe(eval_strategy=False), ["--save_strategy", "no", "--lora_target_modules", "[q_proj, v_proj]"])
+    assert recipe.training.eval_strategy == "no" and recipe.training.save_strategy == "no"
+    assert recipe.model.lora_target_modules == ["q_proj", "v_proj"]

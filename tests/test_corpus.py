@@ -8,7 +8,6 @@ import shutil
 import pytest
 from conftest import prose_pages, write_pdf
 
-from climate_sft import corpus
 from climate_sft.corpus import CorpusError, build_corpus, load_corpus, split_documents
 
 
@@ -48,7 +47,7 @@ def test_rerun_reads_every_file_from_cache(pdf_dir, tmp_path, monkeypatch):
     out = tmp_path / "corpus"
     build_corpus(pdf_dir, out, workers=1)
     calls = []
-    monkeypatch.setattr(corpus, "read_pdf", lambda path: calls.append(path))
+    monkeypatch.setattr("climate_sft.pdf_text.read_pdf", lambda path: calls.append(path))
     _, results = build_corpus(pdf_dir, out, workers=1)
     assert calls == [] and all(r.from_cache for r in results)
 

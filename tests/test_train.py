@@ -34,10 +34,12 @@ def test_train_writes_every_output(tiny_recipe, tmp_path):
     assert '"loss"' in log and "done: 3 steps" in log
 
 
-def test_effective_batch_size_sets_accumulation(tiny_recipe):
+def test_effective_batch_size_sets_accumulation(tiny_recipe, tmp_path):
     stats = train.run(str(tiny_recipe(effective_batch_size=8, max_steps=1)), [])
     assert (stats["per_device_train_batch_size"], stats["gradient_accumulation_steps"]) == (2, 4)
     assert stats["effective_batch_size"] == 8
+    again = load_recipe(tmp_path / "run" / "recipe.yaml")  # a run's recipe.yaml is a recipe
+    assert again.corpus.effective_batch_size == 8 and again.training.per_device_train_batch_size == 2
 
 
 def test_dry_run_loads_no_weights(tiny_recipe, monkeypatch, capsys):

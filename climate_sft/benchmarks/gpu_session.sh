@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The GPU experiments behind the numbers in climate_sft/benchmarks/README.md, one command per machine.
+#
+#   single  (2 GPUs, one experiment each):  GPU 0: `make bench` sweep (train_speed.py);
+#           GPU 1: GPU tests, then the seed (fp16) and bf16 recipes for 30 steps through accelerate launch
+#
+# Needs: .devsite/ (../shared/device/build-site.sh), data/tokenizer/ (any saved tokenizer; the SmolLM2 one
+# from `make demo` is used), a GPU machine. Results go to $OUT (or ./gpu-results).
+# The model is a randomly initialised Llama-3.2-3B (exact architecture): weights change neither memory
+# nor speed, and the real ones cannot be downloaded there.
+set -uo pipefail
+mode=${1:?usage: gpu_session.sh single}
+OUT=${OUT:-$PWD/gpu-results}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD/.devsite:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+MODEL=/tmp/llama-3.2-3b-random
+CORPUS=/tmp/bench_corpus
+nvidia-smi -L | tee "$OUT/gpus.txt"
+python3 -c "import torch, transformers, trl, peft; print(torch.__version__, transformers.__version__, trl.__version__, peft.__version__)" | tee -a "$OUT/gpus.txt"
+python3 -m climate_sft.random_model "$MODEL" --arch llama-3.2-3b --tokenizer data/tokenizer >/dev/null &
+python3 -m climate_sft.benchmarks.bench_corpus "$CORPUS" --documents 1200 | tail -1
+wait
+
+# A run's numbers: training_stats.json, copied out under the run's name.
+train() {  # train NAME GPUS ACCELERATE_CONFIG RECIPE [recipe flags...]
+  local name=$1 gpus=$2 config=$3 recipe=$4; shift 4
+  local n; n=$(awk -F, '{print NF}' <<<"$gpus")
+  CUDA_VISIBLE_DEVICES=$gpus timeout 420 accelerate launch --config_file "$config" --num_processes "$n" \
+    -m climate_sft.train --config "$recipe" --model_name_or_path "$MODEL" --corpus_dir "$CORPUS" \
+    --output_dir "/tmp/runs/$name" --report_to none "$@" > "$OUT/$name.log" 2>&1
+  echo "$name: exit $?"
+  cp "/tmp/runs/$name/training_stats.json" "$OUT/$name.json" 2>/dev/null
+}
+
+if [ "$mode" = single ]; then
+  CUDA_VISIBLE_DEVICES=0 timeout 560 python3 -m climate_sft.benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" \
+    --warmup 1 --steps 3 --out "$OUT/train_speed.json" ${BENCH_VARIANTS:-\
+    --variant naive:4,8,16 --variant seed:16,32,64,128 --variant bf16:32 \
+    --variant fast:4,8,16 --variant fast_all_linear:8} > "$OUT/train_speed.log" 2>&1 &
+  bench=$!
+  CUDA_VISIBLE_DEVICES=1 timeout 150 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
+  echo "gpu tests: exit $? ($(tail -1 "$OUT/gpu_tests.log"))"
+  common=(--max_steps 30 --per_device_train_batch_size auto --effective_batch_size 32 --eval_strategy no
+          --save_strategy no --logging_steps 5)
+  train seed_fp16_30steps 1 accelerate_configs/single_h100.yaml recipes/qlora_h100.yaml "${common[@]}"
+  train bf16_30steps 1 accelerate_configs/single_h100.yaml recipes/qlora_h100_bf16.yaml "${common[@]}"
+  wait $bench
+  tail -25 "$OUT/train_speed.log"
+fi
+ls -la "$OUT"
