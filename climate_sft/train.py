@@ -42,9 +42,11 @@ class ClimateSFTTrainer(SFTTrainer):
         # TRL 1.16 casts QLoRA adapters to bf16. Under fp16 mixed precision the grad scaler then fails at the
         # first step (it cannot unscale bf16 grads), and on CPU bf16 adapters run slow bf16 matmuls. Trainable
         # parameters belong in fp32 under autocast; they are a few MB.
-        for param in self.model.parameters():
-            if param.requires_grad and param.dtype != torch.float32:
-                param.data = param.data.float()
+        # DeepSpeed and FSDP keep their own fp32 master weights and need one dtype per shard (TRL #6089).
+        if not (self.is_deepspeed_enabled or self.is_fsdp_enabled):
+            for param in self.model.parameters():
+                if param.requires_grad and param.dtype != torch.float32:
+                    param.data = param.data.float()
         self.real_tokens = 0
 
     def training_step(self, model, inputs, *args, **kwargs):

@@ -4,13 +4,15 @@
 #   single  (4 GPUs, one experiment each, run side by side):  GPUs 0 and 1: the `make bench` sweeps
 #           (train_speed.py); GPU 2: GPU tests, then the seed (fp16) recipe for 30 steps; GPU 3: the bf16
 #           recipe for 30 steps (both through accelerate launch, largest batch within effective batch 32)
+#   multi   (4 GPUs): DDP, DeepSpeed ZeRO-2/3 and FSDP on GPU pairs for 20 steps, one-GPU references at the
+#           same effective batch, reload checks of sharded adapters on one GPU, and a kernel profile
 #
 # Needs: .devsite/ (../shared/device/build-site.sh), data/tokenizer/ (any saved tokenizer; the SmolLM2 one
 # from `make demo` is used), a GPU machine. Results go to $OUT (or ./gpu-results).
 # The model is a randomly initialised Llama-3.2-3B (exact architecture): weights change neither memory
 # nor speed, and the real ones cannot be downloaded there.
 set -uo pipefail
-mode=${1:?usage: gpu_session.sh single}
+mode=${1:?usage: gpu_session.sh single|multi}
 OUT=${OUT:-$PWD/gpu-results}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD/.devsite:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -50,6 +52,31 @@ if [ "$mode" = single ]; then
    train seed_fp16_30steps 2 accelerate_configs/single_h100.yaml recipes/qlora_h100.yaml "${common[@]}") &
   train bf16_30steps 3 accelerate_configs/single_h100.yaml recipes/qlora_h100_bf16.yaml "${common[@]}"
   wait
-  tail -12 "$OUT"/train_speed_*.log
+elif [ "$mode" = multi ]; then
+  python3 -m climate_sft.benchmarks.bench_corpus /tmp/small_corpus --documents 140 | tail -1
+  # 20 steps, effective batch 8 sequences of 2048 tokens: 4 per GPU on two GPUs, 4 x 2 accumulation on one.
+  # Same seed and data order, so the losses are comparable step by step.
+  run=(--corpus_dir /tmp/small_corpus --max_steps 20 --per_device_train_batch_size 4 --effective_batch_size 8
+       --eval_strategy steps --eval_steps 20 --save_strategy steps --save_steps 20 --logging_steps 1 --seed 7)
+  lora=(--load_in_4bit false --dtype bfloat16)
+  q=recipes/qlora_h100_bf16.yaml
+  CUDA_VISIBLE_DEVICES=0 timeout 200 python3 -m climate_sft.benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" \
+    --warmup 2 --steps 3 --profile --out "$OUT/profile.json" --variant fast:4 --variant seed:32 > "$OUT/profile.log" 2>&1 &
+  profile=$!
+  (train ddp_qlora 1,2 accelerate_configs/multi_gpu.yaml $q "${run[@]}"
+   train zero2_qlora 1,2 accelerate_configs/deepspeed_zero2.yaml $q "${run[@]}") &
+  pair=$!
+  train one_gpu_qlora 3 accelerate_configs/single_h100.yaml $q "${run[@]}"
+  train one_gpu_lora 3 accelerate_configs/single_h100.yaml $q "${run[@]}" "${lora[@]}"
+  wait $profile
+  train zero3_lora 0,3 accelerate_configs/deepspeed_zero3.yaml $q "${run[@]}" "${lora[@]}"
+  train fsdp_lora 0,3 accelerate_configs/fsdp.yaml $q "${run[@]}" "${lora[@]}"
+  wait $pair
+  for name in zero3_lora fsdp_lora zero2_qlora; do
+    CUDA_VISIBLE_DEVICES=1 timeout 120 python3 -m climate_sft.benchmarks.reload_check "/tmp/runs/$name" 2>>"$OUT/reload.log" | tail -1 | tee -a "$OUT/reload.jsonl"
+  done
+  tail -3 "$OUT"/*_lora.log "$OUT"/*_qlora.log
+  # the device returns at most 8 files: everything in one archive
+  (cd "$OUT" && tar czf gpu-multi.tgz --remove-files ./*.json ./*.log ./*.txt ./*.jsonl 2>/dev/null)
 fi
 ls -la "$OUT"

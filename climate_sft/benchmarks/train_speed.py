@@ -64,6 +64,27 @@ class StepClock(TrainerCallback):
         self.marks.append((time.perf_counter(), self.trainer._total_train_tokens))
 
 
+class StepProfiler(TrainerCallback):
+    """torch.profiler over the last timed steps; the kernel table goes to `path` (for `--profile`)."""
+
+    def __init__(self, start_step: int, path: Path):
+        self.start_step, self.path, self.profiler = start_step, path, None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.start_step and self.profiler is None:
+            self.profiler = torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            )
+            self.profiler.__enter__()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.profiler is not None:
+            self.profiler.__exit__(None, None, None)
+            table = self.profiler.key_averages().table(sort_by="self_cuda_time_total", row_limit=40)
+            cpu = self.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+            self.path.write_text(table + "\n\n" + cpu)
+
+
 def matmul_params(config) -> int:
     """Weights of the matrix products per token: attention and MLP projections of every layer, and the LM head."""
     h, i = config.hidden_size, config.intermediate_size
@@ -99,13 +120,16 @@ def run_point(variant: str, batch: int, args, corpus, tokenizer, model=None):
             break
     subset = {"train": corpus["train"].select(range(count)), recipe.corpus.eval_split: corpus[recipe.corpus.eval_split]}
     clock = StepClock()
+    callbacks = [clock]
+    if args.profile:
+        callbacks.append(StepProfiler(args.warmup + args.steps - 2, args.out.with_name(f"profile_{variant}_{batch}.txt")))
     result = {"variant": variant, "recipe": recipe_name, "overrides": overrides + args.override, "batch": batch}
     trainer = None
     try:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        trainer = build_trainer(recipe, subset, tokenizer, [clock], model=model, trainer_class=SFTTrainer if plain_trl else None)
+        trainer = build_trainer(recipe, subset, tokenizer, callbacks, model=model, trainer_class=SFTTrainer if plain_trl else None)
         clock.trainer = trainer
         trainer.train()
         model = trainer.model
@@ -154,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--override", action="append", default=[], help="extra recipe flag for every variant")
     parser.add_argument("--workdir", default="/tmp/climate-sft-bench")
+    parser.add_argument("--profile", action="store_true", help="write a kernel profile of the last two steps")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.override = [x for pair in args.override for x in pair.split(" ", 1)]
