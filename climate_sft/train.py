@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTTrainer
 
 from climate_sft.config import Recipe, RecipeError, known_keys, load_recipe, resolved_values
@@ -109,6 +108,13 @@ def peak_memory() -> dict:
         "device": f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
     }
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest checkpoint the Trainer finished writing. trainer_state.json is written last, so a folder
+    without it was cut off mid-save (transformers' get_last_checkpoint would pick it and fail to resume)."""
+    done = [p.parent for p in output_dir.glob("checkpoint-*/trainer_state.json") if p.parent.name[11:].isdigit()]
+    return str(max(done, key=lambda p: int(p.name[11:]))) if done else None
 
 
 def apply_effective_batch(recipe: Recipe, world_size: int) -> None:
@@ -281,7 +287,7 @@ def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
         write_atomic(output_dir / "recipe.yaml", yaml.safe_dump(resolved_values(recipe), sort_keys=False))
 
     # 4. train, resuming where an interrupted run stopped
-    checkpoint = recipe.training.resume_from_checkpoint or get_last_checkpoint(str(output_dir))
+    checkpoint = recipe.training.resume_from_checkpoint or last_complete_checkpoint(output_dir)
     if checkpoint:
         logger.info("resuming from %s", checkpoint)
     if torch.cuda.is_available():

@@ -104,3 +104,14 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_recipe, tmp_pa
     assert f"resuming from {run}/checkpoint-" in log
     stats = json.loads((run / "training_stats.json").read_text())
     assert stats["steps"] == 40 and stats["steps_this_run"] <= 40 - checkpoints[0]
+
+
+def test_a_checkpoint_cut_off_mid_save_is_not_resumed_from(tmp_path):
+    for step, complete in ((2, True), (10, True), (12, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"")
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert train.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    assert train.last_complete_checkpoint(tmp_path / "checkpoint-12") is None
