@@ -4,6 +4,8 @@
 #   single  (4 GPUs, one experiment each, run side by side):  GPUs 0 and 1: the `make bench` sweeps
 #           (train_speed.py); GPU 2: GPU tests, then the seed (fp16) recipe for 30 steps; GPU 3: the bf16
 #           recipe for 30 steps (both through accelerate launch, largest batch within effective batch 32)
+#   bench   (4 GPUs): the benchmark of record (naive, seed, bf16 and tuned sweeps, one process each), and
+#           FSDP with plain AdamW plus its reload check
 #   multi   (4 GPUs): DDP, DeepSpeed ZeRO-2/3 and FSDP on GPU pairs for 20 steps, one-GPU references at the
 #           same effective batch, reload checks of sharded adapters on one GPU, and a kernel profile
 #
@@ -12,7 +14,7 @@
 # The model is a randomly initialised Llama-3.2-3B (exact architecture): weights change neither memory
 # nor speed, and the real ones cannot be downloaded there.
 set -uo pipefail
-mode=${1:?usage: gpu_session.sh single|multi}
+mode=${1:?usage: gpu_session.sh single|multi|bench}
 OUT=${OUT:-$PWD/gpu-results}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD/.devsite:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -52,6 +54,30 @@ if [ "$mode" = single ]; then
    train seed_fp16_30steps 2 accelerate_configs/single_h100.yaml recipes/qlora_h100.yaml "${common[@]}") &
   train bf16_30steps 3 accelerate_configs/single_h100.yaml recipes/qlora_h100_bf16.yaml "${common[@]}"
   wait
+elif [ "$mode" = bench ]; then
+  # The benchmark of record: each sweep alone in its process, few CPU threads each, so that four side by
+  # side do not slow each other's kernel launches (seen in the first session: 4x slower small steps).
+  export OMP_NUM_THREADS=8 MKL_NUM_THREADS=8
+  python3 -m climate_sft.benchmarks.bench_corpus /tmp/small_corpus --documents 140 | tail -1
+  bench() {  # bench GPU NAME VARIANTS...
+    local gpu=$1 name=$2; shift 2
+    CUDA_VISIBLE_DEVICES=$gpu timeout 480 python3 -m climate_sft.benchmarks.train_speed --model "$MODEL" \
+      --corpus "$CORPUS" --warmup 2 --steps 3 --out "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
+    echo "$name: exit $?"
+  }
+  bench 0 bench_baselines --variant naive:4,8,16 --variant seed:16,32,64 --variant bf16:32 &
+  bench 1 bench_fast --variant fast:16,32,64,128 &
+  run=(--corpus_dir /tmp/small_corpus --max_steps 20 --per_device_train_batch_size 4 --effective_batch_size 8
+       --eval_strategy steps --eval_steps 20 --save_strategy steps --save_steps 20 --logging_steps 1 --seed 7
+       --load_in_4bit false --dtype bfloat16)
+  # bitsandbytes' 8-bit optimizers cannot update FSDP2's DTensor shards: plain fused AdamW there
+  train fsdp_lora 2,3 accelerate_configs/fsdp.yaml recipes/qlora_h100_bf16.yaml "${run[@]}" --optim adamw_torch_fused
+  CUDA_VISIBLE_DEVICES=3 timeout 120 python3 -m climate_sft.benchmarks.reload_check /tmp/runs/fsdp_lora \
+    2>>"$OUT/reload.log" | tail -1 | tee -a "$OUT/reload.jsonl" &
+  bench 2 bench_fast_other --variant fast_no_checkpointing:2,4,6 --variant fast_all_linear:32
+  wait
+  tail -n 14 "$OUT"/bench_*.log
+  (cd "$OUT" && tar czf gpu-bench.tgz --remove-files ./*.json ./*.log ./*.txt ./*.jsonl 2>/dev/null)
 elif [ "$mode" = multi ]; then
   python3 -m climate_sft.benchmarks.bench_corpus /tmp/small_corpus --documents 140 | tail -1
   # 20 steps, effective batch 8 sequences of 2048 tokens: 4 per GPU on two GPUs, 4 x 2 accumulation on one.
@@ -75,7 +101,7 @@ elif [ "$mode" = multi ]; then
   for name in zero3_lora fsdp_lora zero2_qlora; do
     CUDA_VISIBLE_DEVICES=1 timeout 120 python3 -m climate_sft.benchmarks.reload_check "/tmp/runs/$name" 2>>"$OUT/reload.log" | tail -1 | tee -a "$OUT/reload.jsonl"
   done
-  tail -3 "$OUT"/*_lora.log "$OUT"/*_qlora.log
+  tail -n 3 "$OUT"/*_lora.log "$OUT"/*_qlora.log
   # the device returns at most 8 files: everything in one archive
   (cd "$OUT" && tar czf gpu-multi.tgz --remove-files ./*.json ./*.log ./*.txt ./*.jsonl 2>/dev/null)
 fi

@@ -42,9 +42,11 @@ VARIANTS = {
     "seed": ("qlora_h100.yaml", [], False),
     "bf16": ("qlora_h100_bf16.yaml", [], False),
     "fast": ("qlora_h100_fast.yaml", [], False),
+    "fast_no_checkpointing": ("qlora_h100_fast.yaml", ["--gradient_checkpointing", "false"], False),
     "fast_all_linear": ("qlora_h100_fast.yaml", ["--lora_target_modules", "[all-linear]"], False),
-    "lean": ("qlora_h100_bf16.yaml", ["--use_liger_kernel", "true"], False),
 }
+# Liger patches transformers' Llama classes for the whole process: run liger variants after the others
+# (or in their own process), or the variants after them measure Liger too.
 
 
 class StepClock(TrainerCallback):
@@ -153,6 +155,8 @@ def run_point(variant: str, batch: int, args, corpus, tokenizer, model=None):
         )
     except torch.OutOfMemoryError:
         result["status"] = "out of memory"
+    except Exception as error:  # one broken variant must not cost the rest of a device session's sweep
+        result["status"] = f"error: {type(error).__name__}: {str(error).splitlines()[0][:300]}"
     finally:
         del trainer
         gc.collect()
