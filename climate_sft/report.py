@@ -192,7 +192,7 @@ def write_report(run_dir: str | Path) -> Path:
         f"| training time | {stats['train_seconds']:.1f} s for {stats['steps_this_run']} steps ({stats['epochs']} epochs) |",
         f"| tokens trained on (no padding) | {stats['tokens_seen']:,} |",
         f"| throughput | {stats['tokens_per_second']:,.0f} tokens/s overall, {stats['steady_tokens_per_second'] or 0:,.0f} "
-        f"tokens/s steady (median step after {3} warm-up steps) |",
+        f"tokens/s steady (median step after {stats.get('warmup_steps_excluded', 0)} warm-up steps) |",
         f"| final training loss | {stats['final_loss']:.4f} |" if stats.get("final_loss") is not None else "",
     ]
     if evaluation:

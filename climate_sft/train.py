@@ -209,6 +209,7 @@ def training_stats(recipe, trainer, timer: RunStatsCallback, train_seconds: floa
         "tokens_seen": real_tokens,
         "train_seconds": round(train_seconds, 2),
         "tokens_per_second": round(real_tokens / train_seconds, 1) if train_seconds else None,
+        "warmup_steps_excluded": WARMUP_STEPS if timer.step_seconds[WARMUP_STEPS:] else 0,
         "median_step_seconds": round(statistics.median(steady), 4) if steady else None,
         "steady_tokens_per_second": round(tokens_per_step / statistics.median(steady), 1) if steady else None,
         **peak_memory(),
@@ -300,6 +301,10 @@ def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
     train_seconds = time.perf_counter() - start
 
     # 5. adapter, tokenizer and the numbers
+    if trainer.is_fsdp_enabled:
+        # checkpoints stay sharded (fast to write, resumable); the final adapter is gathered whole so that it
+        # loads on one device like any other
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(output_dir))
     stats = training_stats(recipe, trainer, timer, train_seconds, search, tokens)
     if state.is_main_process:

@@ -78,7 +78,7 @@ def measure(folder: Path, copies: int, repeats: int) -> dict:
         cores = os.cpu_count() or 1
         all_cores = timed(lambda: pipeline(cores), repeats)
     return {
-        "folder": str(folder),
+        "folder": os.path.relpath(folder),
         "files": len(paths),
         "pages": pages,
         "bare_get_text_pages_per_s": round(pages / bare, 1),
