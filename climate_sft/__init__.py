@@ -7,3 +7,7 @@ import logging
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 __version__ = "0.1.0"
+
+
+class UserError(Exception):
+    """Bad input the user can fix (a recipe key, a missing folder): shown as one line, exit status 2."""

@@ -118,7 +118,8 @@ def main(argv: list[str]) -> None:
     from accelerate import PartialState
 
     from climate_sft.config import load_recipe
-    from climate_sft.corpus import CorpusError, load_corpus, write_atomic
+    from climate_sft import UserError
+    from climate_sft.corpus import load_corpus, write_atomic
     from climate_sft.modeling import load_tokenizer
 
     parser = argparse.ArgumentParser(prog="climate-sft find-batch-size", description=__doc__.split("\n")[0])
@@ -128,8 +129,9 @@ def main(argv: list[str]) -> None:
         recipe = load_recipe(args.config, overrides)
         corpus = load_corpus(recipe.corpus.corpus_dir)
         result = find_batch_size(recipe, corpus, load_tokenizer(recipe.model), PartialState().num_processes)
-    except (RecipeError, CorpusError) as error:
-        sys.exit(f"climate-sft find-batch-size: error: {error}")
+    except UserError as error:
+        print(f"climate-sft find-batch-size: error: {error}", file=sys.stderr)
+        sys.exit(2)
     for size, outcome in result["tried"].items():
         print(f"per_device_train_batch_size {size:>4s}: {outcome}")
     print(

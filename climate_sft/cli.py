@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from climate_sft import UserError
+
 
 def _extract(args: argparse.Namespace) -> None:
     from climate_sft.corpus import build_corpus, summary
@@ -37,10 +39,6 @@ def _report(args: argparse.Namespace) -> None:
     from climate_sft.report import write_report
 
     print(f"report written to {write_report(args.run_dir)}")
-
-
-class UserError(Exception):
-    """Bad input the user can fix; printed as one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,14 +80,12 @@ def main(argv: list[str] | None = None) -> None:
         importlib.import_module(delegated[argv[0]]).main(argv[1:])
         return
 
-    from climate_sft.config import RecipeError
-    from climate_sft.corpus import CorpusError
-
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (UserError, RecipeError, CorpusError) as error:
-        sys.exit(f"climate-sft {args.command}: error: {error}")
+    except UserError as error:
+        print(f"climate-sft {args.command}: error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

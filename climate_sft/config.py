@@ -22,8 +22,10 @@ import yaml
 from transformers import HfArgumentParser
 from trl import ModelConfig, SFTConfig
 
+from climate_sft import UserError
 
-class RecipeError(Exception):
+
+class RecipeError(UserError):
     """A recipe or flag the user must fix; the message is one line."""
 
 

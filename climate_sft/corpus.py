@@ -26,13 +26,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from climate_sft import UserError
+
 
 SAMPLE_PDF_DIR = Path(__file__).parent / "sample_corpus" / "pdfs"
 SPLITS = ("train", "validation", "test")
 
 
-class CorpusError(Exception):
-    """The build cannot produce a corpus; the message says why and where to look."""
+class CorpusError(UserError):
+    """No corpus (or run folder) to work with; the message says why and where to look."""
 
 
 @dataclass
@@ -292,7 +294,6 @@ def summary(stats: dict, results: list[FileResult], output_dir: Path) -> str:
         for warning in r.warnings:
             lines.append(f"  warning   {r.source}: {warning}")
     cached = sum(r.from_cache for r in results)
-    total = stats["total"]
     head = (
         f"{len(results)} PDF(s): {stats['files']['ok']} documents, {stats['files']['skipped']} skipped, "
         f"{stats['files']['duplicate']} duplicate ({len(results) - cached} extracted, {cached} from cache)"

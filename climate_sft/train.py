@@ -25,7 +25,8 @@ from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from climate_sft.config import Recipe, RecipeError, known_keys, load_recipe, resolved_values
-from climate_sft.corpus import CorpusError, load_corpus, write_atomic
+from climate_sft import UserError
+from climate_sft.corpus import load_corpus, write_atomic
 
 logger = logging.getLogger("climate_sft")
 
@@ -248,8 +249,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--config RECIPE is required")
     try:
         run(args.config, overrides, args.dry_run)
-    except (RecipeError, CorpusError) as error:
-        sys.exit(f"climate-sft train: error: {error}")
+    except UserError as error:
+        print(f"climate-sft train: error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
