@@ -126,8 +126,8 @@ def extract_folder(pdf_dir: Path, cache_dir: Path, workers: int | None = None) -
     with open(cache_path, "a", encoding="utf-8") as log, ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
         # chunksize keeps inter-process overhead small for folders of many short PDFs
         for result in tqdm(pool.map(_extract_one, misses, chunksize=4), **bar):
-            log.write(json.dumps(asdict(result)) + "\n")
             cache[result.sha256] = asdict(result)
+            log.write(json.dumps(cache[result.sha256]) + "\n")
     fresh = {h for _, h in misses}
     return [
         FileResult(**{**cache[h], "source": str(p), "from_cache": h not in fresh}) for p, h in zip(paths, hashes)

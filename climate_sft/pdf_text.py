@@ -29,7 +29,7 @@ pymupdf.TOOLS.mupdf_display_errors(False)
 # A page with fewer characters than this after cleaning counts as empty (scans, figure-only pages).
 EMPTY_PAGE_CHARS = 50
 # Bump when a cleaning rule changes: extraction caches are keyed by it.
-CLEANER_VERSION = 2
+CLEANER_VERSION = 3
 
 Page = list[list[str]]  # a page is a list of text blocks, a block a list of lines
 
@@ -78,25 +78,27 @@ def drop_page_furniture(pages: list[Page], edge_lines: int = 2) -> list[Page]:
     repeat in the body is kept.
     """
 
-    def edges(page: Page) -> list[tuple[int, int]]:
-        where = [(b, i) for b, block in enumerate(page) for i in range(len(block))]
-        return where[:edge_lines] + where[-edge_lines:] if len(where) > edge_lines else where
+    def edges(page: Page) -> dict[tuple[int, int], str]:
+        """The first and last `edge_lines` line positions (block, line) of a page, with their text."""
+        positions = [(b, i) for b, block in enumerate(page[:edge_lines]) for i in range(len(block))][:edge_lines]
+        tail = [(b, i) for b, block in enumerate(page) if b >= len(page) - edge_lines for i in range(len(block))]
+        return {(b, i): page[b][i] for b, i in positions + tail[-edge_lines:]}
 
-    seen = Counter()
-    for page in pages:
-        seen.update({_furniture_key(page[b][i]) for b, i in edges(page)})
+    candidates = [edges(page) for page in pages]
+    seen = Counter(key for page in candidates for key in {_furniture_key(line) for line in page.values()})
     threshold = max(2, (len(pages) + 1) // 2)
     repeated = {key for key, n in seen.items() if n >= threshold and key}
 
     cleaned = []
-    for page in pages:
+    for page, lines in zip(pages, candidates):
         drop = {
-            (b, i)
-            for b, i in edges(page)
-            if _PAGE_NUMBER.match(page[b][i].strip()) or _furniture_key(page[b][i]) in repeated
+            where for where, line in lines.items()
+            if _PAGE_NUMBER.match(line.strip()) or _furniture_key(line) in repeated
         }
+        touched = {b for b, _ in drop}
         blocks = [
-            [line for i, line in enumerate(block) if (b, i) not in drop] for b, block in enumerate(page)
+            [line for i, line in enumerate(block) if (b, i) not in drop] if b in touched else block
+            for b, block in enumerate(page)
         ]
         cleaned.append([block for block in blocks if any(line.strip() for line in block)])
     return cleaned
@@ -126,7 +128,9 @@ def join_hyphenated_words(text: str, document: str = "") -> str:
     (the whole text, lower case) writes the same compound with a hyphen within a line. Without a dictionary
     the rest is a guess that favours joining.
     """
-    parts = text.split("-\n")  # str.split, not a regex: line-end hyphens are rare and this runs on every page
+    if "-\n" not in text:  # most blocks: nothing to join
+        return text
+    parts = text.split("-\n")  # str.split, not a regex: this runs on every block of every page
     out = [parts[0]]
     for part in parts[1:]:
         head, tail = _LAST_WORD.search(out[-1][-40:]), _FIRST_WORD.match(part)
@@ -200,9 +204,14 @@ def clean_pages(pages: list[Page]) -> tuple[list[str], list[int]]:
     return join_split_paragraphs(paragraphs), page_chars
 
 
+# Clip to the page and nothing else: MuPDF then splits ligatures itself, and skipping image blocks and
+# whitespace preservation makes extraction cheaper than a default `page.get_text()` (benchmarks/extract.py).
+_TEXT_FLAGS = pymupdf.TEXT_MEDIABOX_CLIP
+
+
 def _blocks(page: pymupdf.Page) -> Page:
     # Text blocks only (type 0); images carry no text layer.
-    return [text.splitlines() for *_, text, _, kind in page.get_text("blocks") if kind == 0]
+    return [text.splitlines() for *_, text, _, kind in page.get_text("blocks", flags=_TEXT_FLAGS) if kind == 0]
 
 
 def _title(metadata_title: str, paragraphs: list[str]) -> str:
