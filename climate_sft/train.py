@@ -3,8 +3,9 @@
     climate-sft train --config recipes/smollm2_cpu.yaml [--dry-run] [--key value ...]
     accelerate launch --config_file accelerate_configs/single_h100.yaml -m climate_sft.train --config RECIPE
 
-Reads top to bottom: recipe -> logging -> corpus -> tokenizer -> (dry run stops here) -> model -> trainer ->
-batch-size search -> train (resuming from the last checkpoint) -> save adapter and training_stats.json.
+Reads top to bottom: recipe -> logging -> corpus -> tokenizer -> (dry run stops here) -> batch-size search
+(if asked) -> model and trainer -> train (resuming from the newest complete checkpoint) -> save adapter and
+training_stats.json.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import yaml
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
-from climate_sft.config import Recipe, RecipeError, known_keys, load_recipe, resolved_values
 from climate_sft import UserError
+from climate_sft.config import Recipe, RecipeError, known_keys, load_recipe, resolved_values
 from climate_sft.corpus import load_corpus, write_atomic
 
 logger = logging.getLogger("climate_sft")
