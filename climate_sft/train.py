@@ -57,6 +57,12 @@ class ClimateSFTTrainer(SFTTrainer):
         return super().training_step(model, inputs, *args, **kwargs)
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work, so a host clock read after it measures the work (no-op on CPU)."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 class RunStatsCallback(TrainerCallback):
     """Wall time of every optimizer step (device synchronized) and every logged loss, as the log lines."""
 
@@ -68,8 +74,7 @@ class RunStatsCallback(TrainerCallback):
         self._start = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        synchronize()
         self.step_seconds.append(time.perf_counter() - self._start)
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from climate_sft.train import synchronize
+
 RECIPES = Path(__file__).parents[2] / "recipes"
 H100_BF16_DENSE_FLOPS = 989e12
 
@@ -58,11 +60,11 @@ class StepClock(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         if not self.marks:
-            torch.cuda.synchronize() if torch.cuda.is_available() else None
+            synchronize()
             self.marks.append((time.perf_counter(), self.trainer._total_train_tokens))
 
     def on_step_end(self, args, state, control, **kwargs):
-        torch.cuda.synchronize() if torch.cuda.is_available() else None
+        synchronize()
         self.marks.append((time.perf_counter(), self.trainer._total_train_tokens))
 
 
