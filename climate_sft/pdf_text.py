@@ -1,48 +1,45 @@
-"""Stage 1: one PDF -> cleaned document text.
+"""Stage 1: one PDF -> cleaned document text, its title, language and quality.
 
 `read_pdf` pulls text blocks from each page with pymupdf (content-stream order, which is reading order for
-the PDFs that typesetting tools write, two-column papers included). `clean_pages` then applies the
-cleaning rules below, each a small function with its own test, in this order:
-
-1. `normalize_unicode`         ligatures (U+FB01 -> "fi"), non-breaking spaces, soft hyphens
-2. `drop_page_furniture`       running headers/footers that repeat across pages, bare page numbers
-3. `split_heading`             a heading set on the first line of a paragraph's block becomes its own line
-4. `join_hyphenated_words`     "tempera-\\nture" -> "temperature", "self-\\nsustaining" keeps its hyphen
-5. `join_wrapped_lines`        lines of one paragraph -> one line; paragraph breaks stay
-6. `join_split_paragraphs`     a paragraph cut by a column or page break is made whole again
-7. `collapse_whitespace`       runs of spaces and tabs -> one space
+the PDFs that typesetting tools write, two-column papers included), OCRs pages without a text layer through
+Tesseract when asked (`ocr=True`), and hands the blocks to the cleaning rules in `climate_sft.text_rules`
+(`clean_pages`; the numbered list of rules is there). Then it picks a title (`choose_title`), detects the
+language and measures quality, and explains in one line why a file gave no text.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections import Counter
+import shutil
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pymupdf
+
+from climate_sft.text_rules import (
+    Page,
+    clean_pages,
+    collapse_whitespace,
+    detect_language,
+    is_title_like,
+    text_quality,
+)
 
 # MuPDF prints repair messages to stderr; they are collected as document warnings instead.
 pymupdf.TOOLS.mupdf_display_errors(False)
 
 # A page with fewer characters than this after cleaning counts as empty (scans, figure-only pages).
 EMPTY_PAGE_CHARS = 50
+# Below these a document is named in a warning: mostly numbers and symbols, or mostly not sentences.
+MIN_ALPHABETIC_WORDS = 0.6
+MAX_NON_PROSE_LINES = 0.7
 # Bump when a cleaning rule changes: extraction caches are keyed by it.
-CLEANER_VERSION = 3
-
-Page = list[list[str]]  # a page is a list of text blocks, a block a list of lines
-
-_PAGE_NUMBER = re.compile(r"^(page\s*)?\d{1,4}(\s*(of|/)\s*\d{1,4})?$", re.IGNORECASE)
-_LAST_WORD = re.compile(r"\w+$")
-_FIRST_WORD = re.compile(r"\w+")
-_BLANK_LINE = re.compile(r"\n\s*\n")
-# First halves that make compounds rather than syllables ("self-sustaining", "well-known")
-_COMPOUND_PREFIXES = {
-    "self", "well", "non", "near", "cross", "half", "all", "low", "high", "long", "short",
-    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-}
-_SENTENCE_END = re.compile(r"[.!?:;)\]\"\u201d]$")
+CLEANER_VERSION = 4
+# Tesseract's language and the resolution pages are rendered at for it (300 dpi reads 9 pt text reliably).
+OCR_LANGUAGE, OCR_DPI = "eng", 300
+INSTALL_TESSERACT = "install Tesseract: `apt-get install tesseract-ocr` (Debian/Ubuntu) or `brew install tesseract`"
+# Blocks whose box lies in the top or bottom tenth of a page are running-header and footer candidates.
+MARGIN_BAND = 0.1
 
 
 class PdfError(Exception):
@@ -56,173 +53,95 @@ class Document:
     page_count: int
     page_chars: list[int]
     warnings: list[str] = field(default_factory=list)
+    language: str = ""  # ISO 639-1, "" when it could not be told
+    alphabetic_words: float = 0.0  # share of words made of letters
+    non_prose_lines: float = 0.0  # share of lines (paragraphs) that are not sentences
+    rules: list[str] = field(default_factory=list)  # cleaning rules that changed something
+    ocr_pages: list[int] = field(default_factory=list)  # 1-based
+    back_matter_chars: int = 0  # characters of reference lists and boilerplate dropped
 
 
-def normalize_unicode(text: str) -> str:
-    """NFKC folds ligatures and compatibility forms; soft hyphens are invisible in print and go."""
-    return unicodedata.normalize("NFKC", text).replace("\u00ad", "")
-
-
-_DIGITS_TO_HASH = str.maketrans("0123456789", "#" * 10)
-
-
-def _furniture_key(line: str) -> str:
-    # Running headers often carry the page number ("Climate report - 3"): compare them without digits.
-    return line.strip().lower().translate(_DIGITS_TO_HASH)
-
-
-def drop_page_furniture(pages: list[Page], edge_lines: int = 2) -> list[Page]:
-    """Drop bare page numbers and lines that repeat near the top or bottom of at least half the pages.
-
-    Only the first and last `edge_lines` lines of a page are candidates, so a sentence that happens to
-    repeat in the body is kept.
-    """
-
-    def edges(page: Page) -> dict[tuple[int, int], str]:
-        """The first and last `edge_lines` line positions (block, line) of a page, with their text."""
-        positions = [(b, i) for b, block in enumerate(page[:edge_lines]) for i in range(len(block))][:edge_lines]
-        tail = [(b, i) for b, block in enumerate(page) if b >= len(page) - edge_lines for i in range(len(block))]
-        return {(b, i): page[b][i] for b, i in positions + tail[-edge_lines:]}
-
-    candidates = [edges(page) for page in pages]
-    seen = Counter(key for page in candidates for key in {_furniture_key(line) for line in page.values()})
-    threshold = max(2, (len(pages) + 1) // 2)
-    repeated = {key for key, n in seen.items() if n >= threshold and key}
-
-    cleaned = []
-    for page, lines in zip(pages, candidates):
-        drop = {
-            where for where, line in lines.items()
-            if _PAGE_NUMBER.match(line.strip()) or _furniture_key(line) in repeated
-        }
-        touched = {b for b, _ in drop}
-        blocks = [
-            [line for i, line in enumerate(block) if (b, i) not in drop] if b in touched else block
-            for b, block in enumerate(page)
-        ]
-        cleaned.append([block for block in blocks if any(line.strip() for line in block)])
-    return cleaned
-
-
-def split_heading(block: list[str]) -> list[list[str]]:
-    """Typesetters often put a section heading in the same text block as its first paragraph. A first line
-    much shorter than the block's longest that does not end in clause punctuation is taken as a heading
-    (with the lines after it that look the same: headings wrap too)."""
-    if len(block) < 3:
-        return [block]
-    full_line = max(len(line.strip()) for line in block)  # what a line of the column holds
-    heading = 0  # a heading may wrap: take the leading run of such lines, leaving two for the paragraph
-    while heading < len(block) - 2:
-        line = block[heading].strip()
-        if not line or len(line) >= 0.8 * full_line or re.search(r"[.,;:\-]$", line):
-            break
-        heading += 1
-    return [block[:heading], block[heading:]] if heading else [block]
-
-
-def join_hyphenated_words(text: str, document: str = "") -> str:
-    """Join a word broken with a hyphen at a line end when the next line goes on in lower case.
-
-    The hyphen stays (only the line break goes) before a capital or after a number ("sub-Arctic",
-    "100-year"), when the first half is a compound-forming word ("self-", "well-"), and when `document`
-    (the whole text, lower case) writes the same compound with a hyphen within a line. Without a dictionary
-    the rest is a guess that favours joining.
-    """
-    if "-\n" not in text:  # most blocks: nothing to join
-        return text
-    parts = text.split("-\n")  # str.split, not a regex: this runs on every block of every page
-    out = [parts[0]]
-    for part in parts[1:]:
-        head, tail = _LAST_WORD.search(out[-1][-40:]), _FIRST_WORD.match(part)
-        if not head or not tail:
-            out.append("-\n" + part)  # a dash at a line end, not a broken word
-            continue
-        head, tail = head.group(), tail.group()
-        real_hyphen = (
-            not tail[0].islower()
-            or head.isdigit()
-            or head.lower() in _COMPOUND_PREFIXES
-            or f"{head}-{tail}".lower() in document
-        )
-        out.append(("-" if real_hyphen else "") + part)
-    return "".join(out)
-
-
-def collapse_whitespace(text: str) -> str:
-    """Every run of whitespace, line breaks included, becomes one space."""
-    return " ".join(text.split())
-
-
-def join_wrapped_lines(text: str) -> str:
-    """Turn the line breaks inside a paragraph into spaces; blank lines (paragraph breaks) stay."""
-    return "\n\n".join(filter(None, (collapse_whitespace(p) for p in _BLANK_LINE.split(text))))
-
-
-def join_split_paragraphs(paragraphs: list[str]) -> list[str]:
-    """Rejoin a paragraph that a column or page break cut in two.
-
-    The first part ends without closing punctuation and the next starts in lower case or with a number:
-    that is one sentence running on, not two paragraphs.
-    """
-    joined: list[str] = []
-    for paragraph in paragraphs:
-        if joined and (paragraph[:1].islower() or paragraph[:1].isdigit()) and not _SENTENCE_END.search(joined[-1]):
-            previous = joined.pop()
-            if previous.endswith("-") and previous[-2:-1].isalpha():
-                joined.append(previous[:-1] + paragraph)
-            else:
-                joined.append(previous + " " + paragraph)
-        else:
-            joined.append(paragraph)
-    return joined
-
-
-def clean_pages(pages: list[Page]) -> tuple[list[str], list[int]]:
-    """All rules in order. Returns the document's paragraphs and the characters kept per page.
-
-    Cleaning must stay cheap next to pymupdf's own extraction (see benchmarks/extract.py): Unicode
-    normalization runs once per document, and the per-block rules use str methods, not regex passes.
-    """
-    lines = "\n".join("\n".join("\n".join(block) for block in page) for page in pages)
-    if not lines.isascii():  # NFKC once per document, then cut back into the same lines
-        lines = normalize_unicode(lines)
-        normalized = iter(lines.split("\n"))
-        pages = [[[next(normalized) for _ in block] for block in page] for page in pages]
-    pages = drop_page_furniture(pages)
-    document = lines.lower()
-    paragraphs, page_chars = [], []
-    for page in pages:
-        page_paragraphs = [
-            paragraph
-            for block in page
-            for part in split_heading(block)
-            for paragraph in join_wrapped_lines(join_hyphenated_words("\n".join(part), document)).split("\n\n")
-            if paragraph
-        ]
-        page_chars.append(sum(map(len, page_paragraphs)))
-        paragraphs += page_paragraphs
-    return join_split_paragraphs(paragraphs), page_chars
+def ocr_available() -> bool:
+    return shutil.which("tesseract") is not None
 
 
 # Clip to the page and nothing else: MuPDF then splits ligatures itself, and skipping image blocks and
 # whitespace preservation makes extraction cheaper than a default `page.get_text()` (benchmarks/extract.py).
 _TEXT_FLAGS = pymupdf.TEXT_MEDIABOX_CLIP
 
-
-def _blocks(page: pymupdf.Page) -> Page:
-    # Text blocks only (type 0); images carry no text layer.
-    return [text.splitlines() for *_, text, _, kind in page.get_text("blocks", flags=_TEXT_FLAGS) if kind == 0]
+Box = tuple[float, float, float, float]
 
 
-def _title(metadata_title: str, paragraphs: list[str]) -> str:
-    if metadata_title.strip():
-        return collapse_whitespace(metadata_title)
+def _blocks(page: pymupdf.Page, textpage: pymupdf.TextPage | None = None) -> tuple[Page, list[Box]]:
+    """The page's text blocks (type 0; images carry no text layer) as lines, and their boxes."""
+    blocks, boxes = [], []
+    for x0, y0, x1, y1, text, _, kind in page.get_text("blocks", flags=_TEXT_FLAGS, textpage=textpage):
+        if kind == 0:
+            blocks.append(text.splitlines())
+            boxes.append((x0, y0, x1, y1))
+    return blocks, boxes
+
+
+def _margin_blocks(boxes: list[Box], height: float) -> set[int]:
+    top, bottom = height * MARGIN_BAND, height * (1 - MARGIN_BAND)
+    return {b for b, (_, y0, _, y1) in enumerate(boxes) if y1 <= top or y0 >= bottom}
+
+
+def _ocr_blocks(page: pymupdf.Page) -> tuple[Page, list[Box]]:
+    try:
+        textpage = page.get_textpage_ocr(flags=_TEXT_FLAGS, language=OCR_LANGUAGE, dpi=OCR_DPI, full=True)
+    except RuntimeError as error:
+        hint = "" if ocr_available() else f"; {INSTALL_TESSERACT}"
+        raise PdfError(f"OCR of page {page.number + 1} failed ({error}){hint}") from None
+    return _blocks(page, textpage)
+
+
+def choose_title(metadata_title: str, first_page: Page, boxes: list[Box], paragraphs: list[str]) -> tuple[str, bool]:
+    """The document's title, and whether it came from the first page rather than the metadata.
+
+    Metadata titles are often a file name, the application's name or a placeholder; then the title is the
+    first page's largest text, found without font sizes (blocks carry none, and a dict extraction of page 1
+    would cost more than all the cleaning) from line height: a block's height over its lines. It must stand
+    out from the page's median and read as a title; else the first heading, else "".
+    """
+    if is_title_like(collapse_whitespace(metadata_title)):
+        return collapse_whitespace(metadata_title), False
+    candidates = []
+    for lines, (x0, y0, x1, y1) in zip(first_page, boxes):
+        lines = [line for line in lines if line.strip()]
+        if lines:
+            line_height = (y1 - y0) / len(lines)
+            if x1 - x0 >= line_height:  # vertical text (an arXiv stamp) is tall, not large
+                candidates.append((line_height, collapse_whitespace(" ".join(lines))))
+    if len(candidates) > 1:
+        typical = statistics.median(height for height, _ in candidates)
+        height, text = max(candidates, key=lambda candidate: candidate[0])
+        if height >= 1.2 * typical and is_title_like(text):
+            return text, True
     heading = paragraphs[0] if paragraphs else ""
-    return heading if 0 < len(heading) <= 150 and not heading.endswith(".") else ""
+    return (heading, True) if is_title_like(heading) and not heading.endswith(".") else ("", False)
 
 
-def read_pdf(path: str | Path) -> Document:
-    """Extract and clean one PDF. Raises `PdfError` with a one-line reason when nothing usable remains."""
+def _no_text_reason(raw_chars: int, fired: list[str], damage: str, image_pages: int, ocr: bool) -> str:
+    """Why a file gave no document: what really happened, in one line."""
+    if raw_chars:
+        hint = "; keep it with --keep-back-matter" if "drop_back_matter" in fired else ""
+        return f"cleaning removed all {raw_chars} characters of its text layer ({', '.join(fired)}){hint}"
+    if damage:
+        return f"damaged file, no text could be recovered ({damage}); get a complete copy"
+    if image_pages and not ocr:
+        return "no text layer (image-only or scanned PDF): rerun with --ocr (needs Tesseract)"
+    if image_pages:
+        return "no text layer, and OCR found no text in its images"
+    return "no text and no images on any page (blank or drawings only)"
+
+
+def read_pdf(path: str | Path, ocr: bool = False, keep_back_matter: bool = False) -> Document:
+    """Extract and clean one PDF. Raises `PdfError` with a one-line reason when nothing usable remains.
+
+    `ocr`: pages without a text layer that show an image are read by Tesseract. `keep_back_matter`: keep
+    reference lists and licence boilerplate.
+    """
     path = Path(path)
     if path.stat().st_size == 0:
         raise PdfError("empty file (0 bytes)")
@@ -237,22 +156,46 @@ def read_pdf(path: str | Path) -> Document:
         warnings = []
         if doc.is_repaired:
             warnings.append("damaged or truncated file, repaired on open: text may be incomplete")
-        pages = [_blocks(page) for page in doc]
+        pages, margins, first_boxes, ocr_pages, image_pages = [], [], [], [], 0
+        for page in doc:
+            blocks, boxes = _blocks(page)
+            if not any(line.strip() for block in blocks for line in block) and page.get_images():
+                image_pages += 1
+                if ocr:
+                    blocks, boxes = _ocr_blocks(page)
+                    ocr_pages.append(page.number + 1)
+            pages.append(blocks)
+            margins.append(_margin_blocks(boxes, page.rect.height))
+            first_boxes = first_boxes or boxes
         metadata_title = (doc.metadata or {}).get("title") or ""
+        mupdf_messages = pymupdf.TOOLS.mupdf_warnings().strip()
     if not pages:
         raise PdfError("no pages")
-    paragraphs, page_chars = clean_pages(pages)
-    if not paragraphs and warnings:
-        raise PdfError("damaged or truncated file: no text could be recovered; get a complete copy")
-    if not paragraphs:
-        raise PdfError("no text layer (image-only or scanned PDF): run OCR first, e.g. `ocrmypdf`")
-    empty = sum(chars < EMPTY_PAGE_CHARS for chars in page_chars)
-    if empty * 2 > len(page_chars):
-        warnings.append(f"{empty} of {len(page_chars)} pages are (almost) empty")
+    cleaned = clean_pages(pages, margins, keep_back_matter)
+    if not cleaned.paragraphs:
+        raw_chars = sum(len(line.strip()) for page in pages for block in page for line in block)
+        damage = mupdf_messages.splitlines()[0] if mupdf_messages else ("repaired on open" if warnings else "")
+        raise PdfError(_no_text_reason(raw_chars, cleaned.fired, damage, image_pages, ocr))
+    text = "\n\n".join(cleaned.paragraphs)
+    title, from_page = choose_title(metadata_title, cleaned.first_page, first_boxes, cleaned.paragraphs)
+    alphabetic, non_prose = text_quality(text)
+    empty = sum(chars < EMPTY_PAGE_CHARS for chars in cleaned.page_chars)
+    if empty * 2 > len(cleaned.page_chars):
+        warnings.append(f"{empty} of {len(cleaned.page_chars)} pages are (almost) empty")
+    if image_pages > len(ocr_pages):
+        warnings.append(f"{image_pages - len(ocr_pages)} page(s) without a text layer skipped: rerun with --ocr")
+    if alphabetic < MIN_ALPHABETIC_WORDS or non_prose > MAX_NON_PROSE_LINES:
+        warnings.append(f"low text quality: {alphabetic:.0%} alphabetic words, {non_prose:.0%} non-prose lines")
     return Document(
-        text="\n\n".join(paragraphs),
-        title=_title(metadata_title, paragraphs),
-        page_count=len(page_chars),
-        page_chars=page_chars,
+        text=text,
+        title=title,
+        page_count=len(cleaned.page_chars),
+        page_chars=cleaned.page_chars,
         warnings=warnings,
+        language=detect_language(text),
+        alphabetic_words=round(alphabetic, 3),
+        non_prose_lines=round(non_prose, 3),
+        rules=cleaned.fired + (["title_from_first_page"] if from_page else []),
+        ocr_pages=ocr_pages,
+        back_matter_chars=cleaned.back_matter_chars,
     )
