@@ -1,6 +1,6 @@
 """The `climate-sft` command: one subcommand per stage.
 
-    climate-sft extract PDF_DIR --output CORPUS_DIR
+    climate-sft extract PDF_DIR --output CORPUS_DIR [--ocr] [--keep-back-matter] [--languages en,fr]
     climate-sft train --config RECIPE [--dry-run] [--key value ...]
     climate-sft find-batch-size --config RECIPE
     climate-sft eval RUN_DIR
@@ -25,7 +25,10 @@ def _extract(args: argparse.Namespace) -> None:
     ratios = tuple(float(r) for r in args.split.split(","))
     if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
         raise UserError(f"--split {args.split}: give three non-negative ratios, e.g. 0.9,0.05,0.05")
-    stats, results = build_corpus(args.pdf_dir, args.output, ratios, args.seed, args.workers)
+    languages = [code.strip() for code in args.languages.split(",") if code.strip()] if args.languages else None
+    stats, results = build_corpus(
+        args.pdf_dir, args.output, ratios, args.seed, args.workers, args.ocr, args.keep_back_matter, languages
+    )
     print(summary(stats, results, Path(args.output)))
 
 
@@ -53,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="0.9,0.05,0.05", help="train,validation,test ratios by document")
     p.add_argument("--seed", type=int, default=42, help="seed of the document split")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--ocr", action="store_true", help="OCR pages without a text layer (needs Tesseract)")
+    p.add_argument(
+        "--keep-back-matter", action="store_true", help="keep reference lists, acknowledgements, licence boilerplate"
+    )
+    p.add_argument("--languages", help="keep only documents in these languages (ISO 639-1 codes, e.g. en,fr)")
     p.set_defaults(run=_extract)
 
     # These two parse their own flags (recipe keys as --key value), see `delegated` in main().

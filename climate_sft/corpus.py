@@ -3,9 +3,10 @@
 Corpus folder layout (what `build_corpus` writes and `load_corpus` reads):
 
     CORPUS_DIR/dataset/        DatasetDict (train / validation / test), `save_to_disk` format
-    CORPUS_DIR/manifest.jsonl  one line per input file: status, reason, warnings, document id
+    CORPUS_DIR/manifest.jsonl  one line per input file: status, reason, warnings, document id, language,
+                               quality shares, cleaning rules fired, OCRed pages, back-matter characters
                                (a build that finds no usable document writes manifest.failed.jsonl)
-    CORPUS_DIR/stats.json      documents, pages, characters and words per split
+    CORPUS_DIR/stats.json      documents, pages, characters and words per split; back matter dropped
     CORPUS_DIR/cache/          extraction results keyed by file hash, so a rerun touches only new files
 
 Every file is written to a temporary name and renamed into place, so an interrupted or failed build
@@ -52,6 +53,12 @@ class FileResult:
     characters: int = 0
     text: str = ""
     from_cache: bool = False
+    language: str = ""
+    alphabetic_words: float = 0.0
+    non_prose_lines: float = 0.0
+    rules: list[str] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)
+    back_matter_chars: int = 0
 
 
 def file_sha256(path: Path) -> str:
@@ -68,12 +75,12 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def extract_file(path: Path, sha: str) -> FileResult:
+def extract_file(path: Path, sha: str, ocr: bool = False, keep_back_matter: bool = False) -> FileResult:
     """Extract one PDF into a result, good or bad."""
     from climate_sft.pdf_text import PdfError, read_pdf
 
     try:
-        doc = read_pdf(path)
+        doc = read_pdf(path, ocr=ocr, keep_back_matter=keep_back_matter)
     except PdfError as error:
         return FileResult(source=str(path), sha256=sha, status="skipped", reason=str(error))
     return FileResult(
@@ -86,10 +93,16 @@ def extract_file(path: Path, sha: str) -> FileResult:
         pages=doc.page_count,
         characters=len(doc.text),
         text=doc.text,
+        language=doc.language,
+        alphabetic_words=doc.alphabetic_words,
+        non_prose_lines=doc.non_prose_lines,
+        rules=doc.rules,
+        ocr_pages=doc.ocr_pages,
+        back_matter_chars=doc.back_matter_chars,
     )
 
 
-def _extract_one(job: tuple[Path, str]) -> FileResult:
+def _extract_one(job: tuple[Path, str, bool, bool]) -> FileResult:
     return extract_file(*job)
 
 
@@ -106,7 +119,9 @@ def load_cache(path: Path) -> dict[str, dict]:
     return cache
 
 
-def extract_folder(pdf_dir: Path, cache_dir: Path, workers: int | None = None) -> list[FileResult]:
+def extract_folder(
+    pdf_dir: Path, cache_dir: Path, workers: int | None = None, ocr: bool = False, keep_back_matter: bool = False
+) -> list[FileResult]:
     """Extract every PDF under `pdf_dir` (recursively) in parallel, with a progress bar.
 
     Files whose bytes were extracted before (same hash, same cleaner version) come from the cache, an
@@ -118,9 +133,10 @@ def extract_folder(pdf_dir: Path, cache_dir: Path, workers: int | None = None) -
     paths = sorted(p for p in pdf_dir.rglob("*") if p.is_file() and p.suffix.lower() == ".pdf")
     hashes = [file_sha256(p) for p in paths]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_path = cache_dir / f"extract-v{CLEANER_VERSION}.jsonl"
+    options = ("-ocr" if ocr else "") + ("-keep-back-matter" if keep_back_matter else "")  # they change the text
+    cache_path = cache_dir / f"extract-v{CLEANER_VERSION}{options}.jsonl"
     cache = load_cache(cache_path)
-    misses = list(dict.fromkeys((p, h) for p, h in zip(paths, hashes) if h not in cache))
+    misses = list(dict.fromkeys((p, h, ocr, keep_back_matter) for p, h in zip(paths, hashes) if h not in cache))
     workers = min(workers or os.cpu_count() or 1, max(1, len(misses)))
     bar = dict(total=len(misses), desc="extract", unit="pdf", disable=None if misses else True)
     with open(cache_path, "a", encoding="utf-8") as log, ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
@@ -128,7 +144,7 @@ def extract_folder(pdf_dir: Path, cache_dir: Path, workers: int | None = None) -
         for result in tqdm(pool.map(_extract_one, misses, chunksize=4), **bar):
             cache[result.sha256] = asdict(result)
             log.write(json.dumps(cache[result.sha256]) + "\n")
-    fresh = {h for _, h in misses}
+    fresh = {h for _, h, _, _ in misses}
     return [
         FileResult(**{**cache[h], "source": str(p), "from_cache": h not in fresh}) for p, h in zip(paths, hashes)
     ]
@@ -146,6 +162,14 @@ class _Serial:
     @staticmethod
     def map(fn, jobs, chunksize=1):
         return map(fn, jobs)
+
+
+def keep_languages(results: list[FileResult], languages: list[str]) -> None:
+    """Skip documents in other languages (or whose language could not be told), saying which."""
+    for result in results:
+        if result.status == "ok" and result.language not in languages:
+            result.status = "skipped"
+            result.reason = f"language {result.language or 'unknown'}, not in --languages {','.join(languages)}"
 
 
 def mark_duplicates(results: list[FileResult]) -> None:
@@ -213,17 +237,30 @@ def build_corpus(
     ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
     seed: int = 42,
     workers: int | None = None,
+    ocr: bool = False,
+    keep_back_matter: bool = False,
+    languages: list[str] | None = None,
 ) -> tuple[dict, list[FileResult]]:
-    """Extract, deduplicate, split and save. Returns (stats, per-file results)."""
+    """Extract, deduplicate, split and save. Returns (stats, per-file results).
+
+    `ocr`: read pages without a text layer with Tesseract. `keep_back_matter`: keep reference lists and
+    licence boilerplate. `languages`: keep only documents detected in these ISO 639-1 languages.
+    """
     from datasets import Dataset, DatasetDict, disable_progress_bars
+
+    from climate_sft.pdf_text import INSTALL_TESSERACT, ocr_available
 
     disable_progress_bars()  # the extraction bar and the summary say all there is to say
 
     pdf_dir, output_dir = Path(pdf_dir), Path(output_dir)
     if not pdf_dir.is_dir():
         raise CorpusError(f"{pdf_dir}: no such folder; pass a folder of PDFs to `climate-sft extract`")
+    if ocr and not ocr_available():
+        raise CorpusError(f"--ocr needs Tesseract, which is not on PATH: {INSTALL_TESSERACT}")
     output_dir.mkdir(parents=True, exist_ok=True)
-    results = extract_folder(pdf_dir, output_dir / "cache", workers)
+    results = extract_folder(pdf_dir, output_dir / "cache", workers, ocr, keep_back_matter)
+    if languages:
+        keep_languages(results, languages)
     mark_duplicates(results)
     manifest = "".join(json.dumps({k: v for k, v in asdict(r).items() if k != "text"}) + "\n" for r in results)
     documents = {r.id: r for r in results if r.status == "ok"}
@@ -254,6 +291,7 @@ def build_corpus(
     stats["files"] = {
         status: sum(r.status == status for r in results) for status in ("ok", "skipped", "duplicate")
     }
+    stats["back_matter_chars_dropped"] = sum(documents[i].back_matter_chars for i in documents)
     stats["seed"], stats["ratios"] = seed, list(ratios)
     write_atomic(output_dir / "stats.json", json.dumps(stats, indent=2) + "\n")
     return stats, results
@@ -303,4 +341,5 @@ def summary(stats: dict, results: list[FileResult], output_dir: Path) -> str:
         f"{stats[s]['words']:8d}"
         for s in (*SPLITS, "total")
     ]
-    return "\n".join([head, *lines, *table, f"corpus written to {output_dir} (manifest.jsonl, stats.json)"])
+    back = f"  back matter dropped: {stats['back_matter_chars_dropped']} characters (kept with --keep-back-matter)"
+    return "\n".join([head, *lines, *table, back, f"corpus written to {output_dir} (manifest.jsonl, stats.json)"])

@@ -34,3 +34,11 @@ def test_errors_are_one_line_with_exit_status_2(args, expected, tmp_path):
     done = climate_sft(*(a.format(tmp=tmp_path) for a in args))
     assert done.returncode == 2
     assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_extract_flags_reach_the_corpus(pdf_dir, tmp_path):
+    done = climate_sft("extract", str(pdf_dir), "--output", str(tmp_path / "c"), "--workers", "1",
+                       "--keep-back-matter", "--languages", "fr,de")
+    assert done.returncode == 2 and "no usable document among 3" in done.stderr  # all three are English
+    done = climate_sft("extract", str(pdf_dir), "--output", str(tmp_path / "c"), "--workers", "1", "--languages", "en")
+    assert done.returncode == 0 and "3 documents" in done.stdout and "back matter dropped: 0 characters" in done.stdout

@@ -105,3 +105,29 @@ def test_a_torn_cache_file_is_a_miss(pdf_dir, tmp_path):
     cache.write_text("\n".join(lines[:-1] + [lines[-1][:40]]))  # the last result torn mid-write
     _, results = build_corpus(pdf_dir, out, workers=1)
     assert [r.from_cache for r in results] == [True, True, False] and all(r.status == "ok" for r in results)
+
+
+def test_manifest_reports_language_quality_and_rules_and_languages_filter(pdf_dir, tmp_path):
+    french = ["Le niveau de la mer monte parce que les océans se réchauffent et que les glaciers",
+              "fondent depuis le début du siècle dernier, et cette hausse s'accélère encore.", "",
+              "References", "", "Dupont, J. (2020). Les mers. Paris, 1-9."]
+    write_pdf(pdf_dir / "fr.pdf", [french])
+    out = tmp_path / "corpus"
+    stats, results = build_corpus(pdf_dir, out, workers=1, languages=["en"])
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    manifest = {m["source"].rsplit("/", 1)[-1]: m for m in map(json.loads, lines)}
+    assert manifest["fr.pdf"]["status"] == "skipped"
+    assert manifest["fr.pdf"]["reason"] == "language fr, not in --languages en"
+    assert manifest["fr.pdf"]["back_matter_chars"] > 0 and "drop_back_matter" in manifest["fr.pdf"]["rules"]
+    english = manifest["doc0.pdf"]
+    assert english["language"] == "en" and english["alphabetic_words"] > 0.9 and english["ocr_pages"] == []
+    assert "drop_page_furniture" in english["rules"]
+    assert stats["total"]["documents"] == 3 and stats["back_matter_chars_dropped"] == 0  # counted for the corpus
+    stats, _ = build_corpus(pdf_dir, out, workers=1)
+    assert stats["back_matter_chars_dropped"] == manifest["fr.pdf"]["back_matter_chars"] > 0
+
+
+def test_ocr_without_tesseract_fails_before_extracting(pdf_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("climate_sft.pdf_text.ocr_available", lambda: False)
+    with pytest.raises(CorpusError, match="--ocr needs Tesseract.*apt-get install tesseract-ocr"):
+        build_corpus(pdf_dir, tmp_path / "corpus", workers=1, ocr=True)
