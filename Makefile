@@ -26,7 +26,7 @@ ACCELERATE_CONFIG ?= accelerate_configs/multi_gpu.yaml
 endif
 NUM_PROCESSES ?= $(if $(filter 0,$(NUM_GPUS)),1,$(NUM_GPUS))
 
-.PHONY: help install demo data train eval report find-batch-size test test-slow bench-extract bench clean
+.PHONY: help install demo data train eval report find-batch-size test test-slow bench-extract bench-extract-quality bench clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -69,6 +69,11 @@ test-slow: install  ## also the slow tests (minutes of CPU training)
 
 bench-extract: install  ## time extraction vs a bare page.get_text() loop (BENCH_PDF_DIR adds a folder)
 	$(BIN)/python -m climate_sft.benchmarks.extract $(PDF_DIR) $(BENCH_PDF_DIR)
+
+bench-extract-quality: install  ## extraction vs reference text, get_text, pymupdf4llm (REAL_DIR: JOSS articles)
+	$(BIN)/pip install -q -e ".[bench]"
+	$(if $(REAL_DIR),test -d $(REAL_DIR) || $(BIN)/python -m benchmarks.real_articles $(REAL_DIR))
+	$(BIN)/python -m benchmarks.extraction_quality $(if $(REAL_DIR),--real $(REAL_DIR))
 
 bench: install  ## H100 speed/memory benchmark (needs a CUDA GPU; see climate_sft/benchmarks/README.md)
 	$(BIN)/python -m climate_sft.benchmarks.train_speed $(ARGS)
