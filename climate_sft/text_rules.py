@@ -4,7 +4,7 @@
 names the ones that changed something (the manifest's "rules" field):
 
 1. `normalize_unicode`      ligatures (U+FB01 -> "fi"), non-breaking spaces, zero-width spaces, U+FFFD,
-                            soft hyphens inside a line
+                            soft hyphens inside a line; math italic letters set apart from the next word
 2. `drop_layout_debris`     figure-placement markers that layout tools leave in the text ("[BB:45.35;...]")
 3. `drop_line_numbers`      numbered lines of transcripts and manuscript drafts, interpunct leaders
 4. `drop_page_furniture`    running headers/footers that repeat across pages (digits masked), page numbers;
@@ -64,16 +64,31 @@ _SENTENCE_END = re.compile(r"[.!?:;)\]\"\u201d]$")
 
 # Zero-width space, word joiner, zero-width no-break space (BOM) and the replacement character (a glyph the
 # PDF gave no Unicode for): invisible or meaningless, and they split words and URLs.
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff\ufffd"))
+_INVISIBLE_CHARS = "\u200b\u2060\ufeff\ufffd"
+_INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS))
 _INNER_SOFT_HYPHEN = re.compile("\u00ad(?![ \t]*(?:\n|$))")
 
 
 def normalize_unicode(text: str) -> str:
-    """NFKC folds ligatures and compatibility forms; invisible characters go. A soft hyphen inside a line is
+    """NFKC folds ligatures and compatibility forms (math italic letters too, once `separate_math_letters` has
+    set them apart from the words the PDF ran them into); invisible characters go. A soft hyphen inside a line is
     invisible in print and goes; one at a line end is where the typesetter broke a word, and stays for
     `join_hyphenated_words` (deleting it first left "impor tant")."""
-    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+    text = unicodedata.normalize("NFKC", separate_math_letters(text))
+    if any(c in text for c in _INVISIBLE_CHARS):  # a dict translate of the whole text costs more than the scans
+        text = text.translate(_INVISIBLE)
     return _INNER_SOFT_HYPHEN.sub("", text) if "\u00ad" in text else text
+
+
+# A letter from the Mathematical Alphanumeric Symbols block followed by an ordinary letter: LaTeX sets no space
+# after inline math ("𝑄is streamflow"), and NFKC would then fold it into one word ("Qis").
+_MATH_LETTER_RUN_ON = re.compile("([\U0001d400-\U0001d7ff])(?=[^\\W\\d_\U0001d400-\U0001d7ff])")
+
+
+def separate_math_letters(text: str) -> str:
+    """Put a space between an inline-math letter and the word the PDF ran it into ("𝑎and 𝑏" -> "𝑎 and 𝑏");
+    a product of math letters ("𝑎𝑄𝑏") stays whole."""
+    return _MATH_LETTER_RUN_ON.sub(r"\1 ", text)
 
 
 _LAYOUT_DEBRIS = re.compile(r"\[BB:[^\]\n]{0,200}\]")
@@ -208,7 +223,7 @@ def split_heading(block: list[str]) -> list[list[str]]:
     heading = 0  # a heading may wrap: take the leading run of such lines, leaving two for the paragraph
     while heading < len(block) - 2:
         line = block[heading].strip()
-        if not line or len(line) >= 0.8 * full_line or re.search(r"[.,;:\-]$", line):
+        if not line or len(line) >= 0.8 * full_line or line.endswith((".", ",", ";", ":", "-")):
             break
         heading += 1
     return [block[:heading], block[heading:]] if heading else [block]
@@ -286,8 +301,9 @@ def join_split_paragraphs(paragraphs: list[str]) -> list[str]:
 _BACK_MATTER_TITLES = (
     r"references?(?: cited| and notes)?|bibliography|literature cited|works cited|notes and references|"
     r"acknowledge?ments?|author(?:s'|s)? contributions?|competing (?:financial )?interests?|"
-    r"conflicts? of interests?(?: statement)?|declaration of competing interests?|declarations?|"
-    r"funding(?: information| statement| sources)?|financial (?:support|disclosure)|"
+    r"conflicts? of interests?(?: statement)?|declaration of competing interests?|"
+    # not "Funding" or "Declarations" alone: policy documents have such sections of real text
+    r"funding (?:information|statement|sources)|financial disclosure|"
     r"data (?:and code )?availability(?: statement)?|code availability|additional information|"
     r"supplementary (?:information|materials?)|ethics (?:declarations|statement)|rights and permissions|"
     r"reprints and permissions?|about this article|author information|publisher['\u2019]?s note|cite this article|"
@@ -312,6 +328,17 @@ _BOILERPLATE = re.compile(
     r"correspondence and requests for materials|peer review information|\u00a9\s*the author\(s\)",
     re.IGNORECASE,
 )
+# Words one of which every boilerplate sentence above contains: a cheap test before the regex.
+_BOILERPLATE_WORDS = (
+    "licen",
+    "distributed under",
+    "copyright",
+    "permission",
+    "publisher",
+    "correspondence",
+    "peer review",
+    "\u00a9",
+)
 _REFERENCE_LIKE = re.compile(r"\b(?:19|20)\d\d[a-z]?\b|\bdoi\b|\bet al\b|https?://", re.IGNORECASE)
 
 
@@ -327,6 +354,11 @@ def _is_heading(paragraph: str) -> bool:
         and (paragraph[:1].isupper() or paragraph[:1].isdigit())
         and not paragraph.endswith((".", ",", ";", ":"))
     )
+
+
+def _is_boilerplate(head: str) -> bool:
+    low = head.lower()
+    return any(word in low for word in _BOILERPLATE_WORDS) and _BOILERPLATE.search(head) is not None
 
 
 def drop_back_matter(paragraphs: list[str]) -> tuple[list[str], int]:
@@ -346,7 +378,7 @@ def drop_back_matter(paragraphs: list[str]) -> tuple[list[str], int]:
             in_back_matter = True
         elif in_back_matter and _is_heading(paragraph) and not _REFERENCE_LIKE.search(paragraph):
             in_back_matter = False
-        if in_back_matter or _BACK_MATTER_RUN_IN.match(head) or _BOILERPLATE.search(head):
+        if in_back_matter or _BACK_MATTER_RUN_IN.match(head) or _is_boilerplate(head):
             dropped += len(paragraph)
         else:
             kept.append(paragraph)
@@ -424,13 +456,13 @@ def clean_pages(pages: list[Page], margins: list[set[int]] | None = None, keep_b
 def detect_language(text: str) -> str:
     """ISO 639-1 code of the text's main language ("en", "fr", ...), "" when it cannot tell.
 
-    CLD2 (pycld2): offline, no model to load, about 0.1 ms for the 4,000 characters read from the middle of
+    CLD2 (pycld2): offline, no model to load, under 0.1 ms for the 2,000 characters read from the middle of
     the document (the front matter is often in two languages); it says "unknown" for junk instead of guessing.
     """
     import pycld2
 
     middle = len(text) // 2
-    sample = text[max(0, middle - 2000) : middle + 2000]
+    sample = text[max(0, middle - 1000) : middle + 1000]
     try:
         _, _, details = pycld2.detect(sample)
     except pycld2.error:  # invalid UTF-8 after all (surrogates from a broken font map)
@@ -439,7 +471,8 @@ def detect_language(text: str) -> str:
     return "" if code == "un" else code
 
 
-_WORD_EDGES = "\"'()[]{}.,;:!?\u201c\u201d\u2018\u2019*\u2022-"
+# Punctuation inside and around words goes before the test, so "decades." and "well-known" count as words.
+_PUNCTUATION = str.maketrans("", "", "\"'()[]{}.,;:!?*-\u2013\u2014\u2018\u2019\u201c\u201d\u2022")
 
 
 def text_quality(text: str) -> tuple[float, float]:
@@ -448,8 +481,8 @@ def text_quality(text: str) -> tuple[float, float]:
     lines = text.split("\n\n")
     alphabetic = words = non_prose = 0
     for line in lines:
-        tokens = line.split()
-        letters = sum(token.strip(_WORD_EDGES).isalpha() for token in tokens)
+        tokens = line.translate(_PUNCTUATION).split()
+        letters = sum(map(str.isalpha, tokens))
         alphabetic += letters
         words += len(tokens)
         non_prose += len(tokens) < 5 or letters * 2 < len(tokens)

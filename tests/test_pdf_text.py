@@ -45,6 +45,13 @@ def test_normalize_unicode_drops_invisible_characters_and_keeps_line_end_soft_hy
     assert normalize_unicode("\u200cZWNJ stays") == "\u200cZWNJ stays"  # it shapes Persian and Indic words
 
 
+def test_normalize_unicode_sets_inline_math_letters_apart():
+    assert normalize_unicode("where \U0001d444is flow and \U0001d44eand \U0001d44fdetermine it") == (
+        "where Q is flow and a and b determine it"
+    )
+    assert normalize_unicode("d\U0001d444 = \U0001d44e\U0001d444\U0001d44f") == "dQ = aQb"  # a product stays whole
+
+
 def test_drop_layout_debris():
     assert drop_layout_debris("Figure 1[BB:45.35;229.56;549.9;474.6] Sea level") == "Figure 1 Sea level"
     assert drop_layout_debris("see [B] and [BB] here") == "see [B] and [BB] here"
@@ -260,6 +267,8 @@ def test_drop_back_matter_control_keeps_prose_that_names_back_matter():
         "References to sea level in the old charts are rare.",
         "Funding for dikes rose in 2020.",
         "Our acknowledgement of uncertainty matters here.",
+        "Funding",  # a policy report's section on money for adaptation, not an article's funding statement
+        "The adaptation fund pays for sea walls in twelve towns.",
     ]
     assert drop_back_matter(prose) == (prose, 0)
 
