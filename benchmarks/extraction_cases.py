@@ -4,7 +4,7 @@
 
 Each case is one layout class: two columns, running headers and footers carrying the page number, a
 line-numbered hearing transcript, footnotes, a long table, hyphenation with soft hyphens and unmapped glyphs,
-slides with figure labels, an article with its back matter, and a scanned page rendered from text. The
+slides with figure labels, an article with its back matter, and a page scanned from typeset text. The
 reference text (`.txt`) is what a reader of the page would call its text: no page furniture, line numbers,
 reference list or licence boilerplate, words whole. The prose is the bundled sample corpus (written for this
 project). Deterministic: the same bytes on every run with the same pymupdf.
@@ -349,7 +349,7 @@ def back_matter() -> tuple[bytes, str]:
 
 
 def scan() -> tuple[bytes, str]:
-    """Two pages typeset, rendered to 200 dpi greyscale images and put back as image-only pages."""
+    """A page typeset, rendered to a 200 dpi greyscale image and put back as an image-only page."""
     source, reference = typeset_prose()
     scanned = pymupdf.open()
     with pymupdf.open(stream=source) as typeset:
@@ -362,7 +362,7 @@ def scan() -> tuple[bytes, str]:
 
 
 def typeset_prose() -> tuple[bytes, str]:
-    """The scan's source: two pages of one-column prose in 11 pt Times."""
+    """The scan's source: a page of one-column prose in 11 pt Times."""
     w = Writer(font="tiro", size=11)
     text = paragraphs(4, 5)
     for para in text:

@@ -138,7 +138,8 @@ def drop_line_numbers(page: Page) -> Page:
     cleaned = []
     for b, block in enumerate(page):
         lines = (line[cut.get((b, i), 0) :] for i, line in enumerate(block))
-        cleaned.append([text for text in (" ".join(_LEADERS.sub(" ", line).split()) for line in lines) if text])
+        lines = (" ".join(_LEADERS.sub(" ", line).split()) if "\u00b7" in line else line.strip() for line in lines)
+        cleaned.append([line for line in lines if line])
     return cleaned
 
 
