@@ -26,7 +26,7 @@ ACCELERATE_CONFIG ?= accelerate_configs/multi_gpu.yaml
 endif
 NUM_PROCESSES ?= $(if $(filter 0,$(NUM_GPUS)),1,$(NUM_GPUS))
 
-.PHONY: help install demo data train eval report find-batch-size test test-slow bench-extract bench clean
+.PHONY: help install demo data train eval report find-batch-size lint test test-slow bench-extract bench clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ eval: install  ## perplexity before/after on the test split, then REPORT.md, for
 report: install  ## (re)write RUN_DIR/REPORT.md and its plots
 	$(BIN)/climate-sft report $(RUN_DIR)
 
+lint: install  ## ruff: lint and formatting check (CI runs it before the tests)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 test: install  ## the test suite (CPU, under 10 minutes)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
@@ -68,10 +72,10 @@ test-slow: install  ## also the slow tests (minutes of CPU training)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not gpu"
 
 bench-extract: install  ## time extraction vs a bare page.get_text() loop (BENCH_PDF_DIR adds a folder)
-	$(BIN)/python -m climate_sft.benchmarks.extract $(PDF_DIR) $(BENCH_PDF_DIR)
+	$(BIN)/python -m benchmarks.extract_speed $(PDF_DIR) $(BENCH_PDF_DIR)
 
-bench: install  ## H100 speed/memory benchmark (needs a CUDA GPU; see climate_sft/benchmarks/README.md)
-	$(BIN)/python -m climate_sft.benchmarks.train_speed $(ARGS)
+bench: install  ## one-GPU speed/memory benchmark (needs a CUDA GPU; see benchmarks/README.md)
+	$(BIN)/python -m benchmarks.train_speed $(ARGS)
 
 clean:  ## remove the corpus and runs (not .venv)
 	rm -rf data runs

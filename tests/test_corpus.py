@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from conftest import prose_pages, write_pdf
+from helpers import prose_pages, write_pdf
 
 from climate_sft.corpus import CorpusError, build_corpus, load_corpus, split_documents
 
@@ -38,7 +38,9 @@ def test_build_saves_a_datasetdict_and_stats(pdf_dir, tmp_path):
     ids = [i for s in ds for i in ds[s]["id"]]
     assert len(set(ids)) == 3
     on_disk = json.loads((out / "stats.json").read_text())
-    assert on_disk["total"]["pages"] == 6 and on_disk["total"]["characters"] == sum(len(t) for s in ds for t in ds[s]["text"])
+    assert on_disk["total"]["pages"] == 6 and on_disk["total"]["characters"] == sum(
+        len(t) for s in ds for t in ds[s]["text"]
+    )
     record = ds["train"][0]
     assert record["source"].endswith(".pdf") and record["pages"] == 2 and record["title"].startswith("Document number")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pymupdf
 import pytest
-from conftest import write_pdf, prose_pages
+from helpers import prose_pages, write_pdf
 
 from climate_sft.pdf_text import (
     PdfError,
@@ -18,7 +18,6 @@ from climate_sft.pdf_text import (
     read_pdf,
     split_heading,
 )
-
 
 # --- the rules ---------------------------------------------------------------------------------------
 
@@ -70,14 +69,23 @@ def test_join_hyphenated_words_keeps_compounds():
 
 
 def test_split_heading_from_its_paragraph():
-    block = ["Will the sinks keep working?", "There are reasons to expect the natural sinks to",
-             "become less effective as warming continues. Warmer", "water dissolves less carbon dioxide."]
+    block = [
+        "Will the sinks keep working?",
+        "There are reasons to expect the natural sinks to",
+        "become less effective as warming continues. Warmer",
+        "water dissolves less carbon dioxide.",
+    ]
     assert split_heading(block) == [block[:1], block[1:]]
     paragraph = ["The ocean has absorbed most of the extra heat that", "greenhouse gases trap, and it", "keeps rising."]
     assert split_heading(paragraph) == [paragraph]
     assert split_heading(["Short line.", "Another", "line"]) == [["Short line.", "Another", "line"]]
-    wrapped = ["Instabilities and long-term", "commitments", "Large parts of the West Antarctic Ice Sheet rest",
-               "on bedrock that lies well below sea level and", "deepens towards the interior."]
+    wrapped = [
+        "Instabilities and long-term",
+        "commitments",
+        "Large parts of the West Antarctic Ice Sheet rest",
+        "on bedrock that lies well below sea level and",
+        "deepens towards the interior.",
+    ]
     assert split_heading(wrapped) == [wrapped[:2], wrapped[2:]]
 
 
@@ -88,7 +96,10 @@ def test_join_wrapped_lines_keeps_paragraph_breaks():
 
 def test_join_split_paragraphs_rejoins_across_column_breaks():
     parts = ["Sea level rose by about twenty", "centimetres since 1900.", "A new paragraph starts."]
-    assert join_split_paragraphs(parts) == ["Sea level rose by about twenty centimetres since 1900.", "A new paragraph starts."]
+    assert join_split_paragraphs(parts) == [
+        "Sea level rose by about twenty centimetres since 1900.",
+        "A new paragraph starts.",
+    ]
     assert join_split_paragraphs(["The carbon cy-", "cle moves carbon."]) == ["The carbon cycle moves carbon."]
     assert join_split_paragraphs(["Ends here.", "lower case start."]) == ["Ends here.", "lower case start."]
 

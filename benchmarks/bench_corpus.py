@@ -1,6 +1,6 @@
 """A corpus big enough to time GPU training: the bundled climate prose, reshuffled into many documents.
 
-    python -m climate_sft.benchmarks.bench_corpus data/bench_corpus --documents 2000
+    python -m benchmarks.bench_corpus data/bench_corpus --documents 2000
 
 Document lengths are log-uniform between 300 and 12,000 words-ish (paragraphs drawn at random from the 12
 bundled sources), so packed rows hold several short documents or a slice of a long one, as real report
@@ -29,8 +29,15 @@ def synthetic_documents(n: int, seed: int = 0, min_chars: int = 1_500, max_chars
             body.append(rng.choice(paragraphs))
         text = "\n\n".join(body)
         documents.append(
-            {"id": f"bench{i:05d}", "source": "synthetic", "title": f"Benchmark document {i}", "pages": 1,
-             "characters": len(text), "warnings": [], "text": text}
+            {
+                "id": f"bench{i:05d}",
+                "source": "synthetic",
+                "title": f"Benchmark document {i}",
+                "pages": 1,
+                "characters": len(text),
+                "warnings": [],
+                "text": text,
+            }
         )
     return documents
 
