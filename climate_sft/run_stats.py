@@ -1,21 +1,26 @@
 """One step clock for every trainer and benchmark: wall time and real tokens of each optimizer step.
 
-    clock = StepClock().attach(trainer)
+    track_real_tokens(trainer)
+    clock = StepClock()
+    trainer.add_callback(clock)
     trainer.train()
     clock.tokens_per_second(skip=2)     # real tokens/s of the steps after the first two
 
-Real tokens are the tokens a micro-batch trains on, padding excluded: the ones of its `attention_mask` when it
-has one (padded rows), else every position of its `input_ids` (a padding-free batch: one flattened row with
-no mask, which TRL's and Unsloth's collators build without padding unless `pad_to_multiple_of` is set).
+The clock marks (seconds, tokens seen) when training begins and at every optimizer step end, each read after the
+device is synchronized, so a step's time covers all of it: data loading, forward and backward of every
+micro-batch, the optimizer, logging.
 
-Why not transformers' own `include_num_input_tokens_seen` (5.17 and 5.24, `Trainer._track_num_input_tokens`,
-the same code in both): its "non_padding" mode counts a mask-less batch as `input_ids != pad_token_id`, which
-also drops every real token equal to the pad token. With pad = EOS (SmolLM2's tokenizer, and TRL's fallback
-when a tokenizer has none) that is one token per packed document, since TRL ends every document with EOS.
-Its "all" mode counts padding in padded batches. Neither is right for both kinds of batch; this count is.
+The token count is transformers' own (`include_num_input_tokens_seen`, read as `state.num_input_tokens_seen`;
+`Trainer._track_num_input_tokens`, the same code in 5.17 and 5.24), in the mode that counts the real tokens of
+the trainer's batches: "all" for padding-free batches (one flattened row with no attention mask, which TRL's
+and Unsloth's collators build without padding unless `pad_to_multiple_of` is set), "non_padding" (the attention
+mask's ones) for padded batches. "non_padding" cannot count a padding-free batch: without a mask it counts
+`input_ids != pad_token_id`, which also drops every real token equal to the pad token, that is each document's
+EOS where pad = EOS (SmolLM2's tokenizer, and TRL's fallback for a tokenizer without one), since TRL ends every
+document with EOS.
 
 Imports only torch, transformers and the standard library, so that a process running another TRL (the Unsloth
-peer in benchmarks/) can use the same clock.
+peer in benchmarks/) uses the same clock.
 """
 
 from __future__ import annotations
@@ -32,52 +37,28 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def real_tokens(inputs) -> torch.Tensor | int:
-    """Tokens a micro-batch trains on (see the module docstring); a device tensor for a padded batch, so that
-    counting never waits for the GPU."""
-    mask = inputs.get("attention_mask")
-    return mask.sum() if mask is not None else inputs["input_ids"].numel()
+def track_real_tokens(trainer) -> None:
+    """Have `trainer` count the real tokens of its batches (see the module docstring); TRL's `SFTTrainer` (and
+    Unsloth's) says whether they are padding-free in `trainer.padding_free`."""
+    trainer.args.include_num_input_tokens_seen = "all" if getattr(trainer, "padding_free", False) else "non_padding"
 
 
 class StepClock(TrainerCallback):
-    """Synchronized wall-clock marks at optimizer step ends, each with the real tokens trained on so far.
-
-    `marks[0]` is taken when the first step begins, `marks[i]` when step i ends, so step i's time covers all
-    of it: data loading, forward and backward of every micro-batch, the optimizer, logging. One clock per
-    `train()` call: the marks start over when training begins.
-    """
+    """(seconds, tokens seen) when training begins and at every optimizer step end, device synchronized."""
 
     def __init__(self):
         self.marks: list[tuple[float, int]] = []
-        self._pending: torch.Tensor | int = 0  # real tokens since the last mark
 
-    def attach(self, trainer) -> StepClock:
-        """Count the real tokens of every micro-batch `trainer` trains on, and time its steps."""
-        training_step = trainer.training_step
-
-        def counted_training_step(model, inputs, *args, **kwargs):
-            self._pending = self._pending + real_tokens(inputs)
-            return training_step(model, inputs, *args, **kwargs)
-
-        trainer.training_step = counted_training_step
-        trainer.add_callback(self)
-        return self
-
-    def _mark(self) -> None:
+    def _mark(self, state) -> None:
         synchronize()
-        total = (self.marks[-1][1] if self.marks else 0) + int(self._pending)
-        self.marks.append((time.perf_counter(), total))
-        self._pending = 0
+        self.marks.append((time.perf_counter(), state.num_input_tokens_seen))
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.marks, self._pending = [], 0
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        if not self.marks:
-            self._mark()
+        self.marks = []  # one clock per train() call
+        self._mark(state)
 
     def on_step_end(self, args, state, control, **kwargs):
-        self._mark()
+        self._mark(state)
 
     def step_seconds(self) -> list[float]:
         return [b[0] - a[0] for a, b in zip(self.marks, self.marks[1:])]
