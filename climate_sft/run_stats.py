@@ -26,6 +26,7 @@ peer in benchmarks/) uses the same clock.
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 import torch
 from transformers import TrainerCallback
@@ -61,10 +62,10 @@ class StepClock(TrainerCallback):
         self._mark(state)
 
     def step_seconds(self) -> list[float]:
-        return [b[0] - a[0] for a, b in zip(self.marks, self.marks[1:])]
+        return [b[0] - a[0] for a, b in pairwise(self.marks)]
 
     def step_tokens(self) -> list[int]:
-        return [b[1] - a[1] for a, b in zip(self.marks, self.marks[1:])]
+        return [b[1] - a[1] for a, b in pairwise(self.marks)]
 
     def tokens_per_second(self, skip: int = 0) -> float:
         """Real tokens of the steps after the first `skip` (warm-up) over their wall time."""
