@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         # Unsloth patches transformers, TRL and PEFT as it is imported, so it comes before them
         os.environ.setdefault("UNSLOTH_COMPILE_LOCATION", str(args.workdir / "unsloth_compiled_cache"))
+        os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")  # its usage ping downloads from the hub
         try:
             import unsloth
             import unsloth.utils.attention_dispatch as dispatch
