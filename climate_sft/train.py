@@ -28,6 +28,7 @@ from trl import SFTTrainer
 from climate_sft import UserError
 from climate_sft.config import Recipe, RecipeError, known_keys, load_recipe, resolved_values
 from climate_sft.corpus import load_corpus, write_atomic
+from climate_sft.run_stats import synchronize
 
 logger = logging.getLogger("climate_sft")
 
@@ -55,12 +56,6 @@ class ClimateSFTTrainer(SFTTrainer):
         # padding-free batches carry no padding at all; padded ones mark it in the attention mask
         self.real_tokens += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
         return super().training_step(model, inputs, *args, **kwargs)
-
-
-def synchronize() -> None:
-    """Wait for queued GPU work, so a host clock read after it measures the work (no-op on CPU)."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 class RunStatsCallback(TrainerCallback):
