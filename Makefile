@@ -26,7 +26,7 @@ ACCELERATE_CONFIG ?= accelerate_configs/multi_gpu.yaml
 endif
 NUM_PROCESSES ?= $(if $(filter 0,$(NUM_GPUS)),1,$(NUM_GPUS))
 
-.PHONY: help install demo data train eval report find-batch-size lint test test-slow bench-extract bench clean
+.PHONY: help install demo data train eval report find-batch-size lint test test-slow bench-extract bench bench-peer clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -79,3 +79,8 @@ bench: install  ## one-GPU speed/memory benchmark (needs a CUDA GPU; see benchma
 
 clean:  ## remove the corpus and runs (not .venv)
 	rm -rf data runs
+
+# Unsloth wants TRL <= 1.15, datasets < 5 and transformers <= 5.17: its own site, and a python3 with torch and
+# transformers <= 5.17 (the GPU machine's), never the project's .venv. Without it the result file says "skipped".
+bench-peer:  ## the peer (Unsloth) beside `make bench`, in .peer-site (benchmarks/build_peer_site.sh); PEER_ARGS
+	PYTHONPATH=.peer-site HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/peer_unsloth.py $(PEER_ARGS)
