@@ -53,8 +53,18 @@ ATTENTION_PATHS = {
     "_sdpa_packed_segments": "SDPA per packed segment (one call per run of equal lengths)",
     "build_sdpa_packed_attention_mask": "SDPA with a dense block-diagonal mask",
 }
-VERSIONS = ("unsloth", "unsloth_zoo", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
-            "bitsandbytes", "triton")
+VERSIONS = (
+    "unsloth",
+    "unsloth_zoo",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "bitsandbytes",
+    "triton",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,10 +75,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--warmup", type=int, default=2, help="optimizer steps left out of the timing")
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps")
-    parser.add_argument("--memory-cap-gb", type=float, default=79.2,
-                        help="GiB PyTorch may use; 79.2 is what an H100 80GB gives it")
-    parser.add_argument("--packing-strategy", choices=["bfd_split", "bfd"], default="bfd_split",
-                        help="bfd_split keeps every token; TRL's default bfd drops each document's tail")
+    parser.add_argument(
+        "--memory-cap-gb", type=float, default=79.2, help="GiB PyTorch may use; 79.2 is what an H100 80GB gives it"
+    )
+    parser.add_argument(
+        "--packing-strategy",
+        choices=["bfd_split", "bfd"],
+        default="bfd_split",
+        help="bfd_split keeps every token; TRL's default bfd drops each document's tail",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("runs/bench/unsloth"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -106,9 +121,13 @@ def cap_memory(gib: float) -> dict:
     total = torch.cuda.get_device_properties(0).total_memory
     reserved = torch.cuda.memory_reserved()
     torch.cuda.set_per_process_memory_fraction(min(1.0, gib * 2**30 / total))
-    return {"gib": gib, "card_gib": round(total / 2**30, 1), "reserved_before_cap_gib": round(reserved / 2**30, 3),
-            "how": "torch.cuda.set_per_process_memory_fraction right after `import unsloth`, before the model loads",
-            "allocator": os.environ.get("PYTORCH_ALLOC_CONF")}
+    return {
+        "gib": gib,
+        "card_gib": round(total / 2**30, 1),
+        "reserved_before_cap_gib": round(reserved / 2**30, 3),
+        "how": "torch.cuda.set_per_process_memory_fraction right after `import unsloth`, before the model loads",
+        "allocator": os.environ.get("PYTORCH_ALLOC_CONF"),
+    }
 
 
 def train_texts(train, tokens_needed: float, kept_per_document: int | None = None):
@@ -151,11 +170,26 @@ def packing_record(trainer, tokenizer, texts: list[str], max_length: int) -> dic
 def sft_config(args: argparse.Namespace, batch: int) -> dict:
     """SFTConfig arguments: the package's QLoRA recipes' schedule and optimizer, Unsloth's packing."""
     return dict(
-        output_dir=str(args.workdir / f"batch{batch}"), max_steps=args.warmup + args.steps,
-        per_device_train_batch_size=batch, gradient_accumulation_steps=1, max_length=args.max_length, packing=True,
-        packing_strategy=args.packing_strategy, dataset_text_field="text", optim="paged_adamw_8bit",
-        learning_rate=2e-4, lr_scheduler_type="cosine", warmup_steps=10, bf16=True, fp16=False, logging_steps=1,
-        report_to="none", save_strategy="no", dataloader_num_workers=2, seed=42, disable_tqdm=True,
+        output_dir=str(args.workdir / f"batch{batch}"),
+        max_steps=args.warmup + args.steps,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=1,
+        max_length=args.max_length,
+        packing=True,
+        packing_strategy=args.packing_strategy,
+        dataset_text_field="text",
+        optim="paged_adamw_8bit",
+        learning_rate=2e-4,
+        lr_scheduler_type="cosine",
+        warmup_steps=10,
+        bf16=True,
+        fp16=False,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        dataloader_num_workers=2,
+        seed=42,
+        disable_tqdm=True,
     )
 
 
@@ -312,12 +346,16 @@ def versions() -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = [f"{'variant':10s} {'batch':>5s} {'tokens/s':>9s} {'step s':>7s} {'alloc GB':>8s} {'resv GB':>8s} "
-             f"{'dropped':>8s}"]
+    lines = [
+        f"{'variant':10s} {'batch':>5s} {'tokens/s':>9s} {'step s':>7s} {'alloc GB':>8s} {'resv GB':>8s} "
+        f"{'dropped':>8s}"
+    ]
     for r in results:
         if r["status"] == "ok":
-            lines.append(f"{r['variant']:10s} {r['batch']:5d} {r['tokens_per_s']:9.0f} {r['median_step_s']:7.3f} "
-                         f"{r['peak_allocated_gb']:8.1f} {r['peak_reserved_gb']:8.1f} {r['tokens_dropped']:8d}")
+            lines.append(
+                f"{r['variant']:10s} {r['batch']:5d} {r['tokens_per_s']:9.0f} {r['median_step_s']:7.3f} "
+                f"{r['peak_allocated_gb']:8.1f} {r['peak_reserved_gb']:8.1f} {r['tokens_dropped']:8d}"
+            )
         else:
             lines.append(f"{r['variant']:10s} {r['batch']:5d} {r['status']}")
     return "\n".join(lines)
@@ -349,8 +387,11 @@ def main(argv: list[str] | None = None) -> int:
 
             record["memory_cap"] = cap_memory(args.memory_cap_gb)
             site = Path(unsloth.__file__).resolve().parents[1] / "peer_site.json"
-            record.update(device=torch.cuda.get_device_name(), versions=versions(),
-                          peer_site=json.loads(site.read_text()) if site.exists() else None)
+            record.update(
+                device=torch.cuda.get_device_name(),
+                versions=versions(),
+                peer_site=json.loads(site.read_text()) if site.exists() else None,
+            )
             model, tokenizer = load_peer(args)
             record["setup"] = setup_record(model)
             train = load_corpus(args.corpus)["train"]
@@ -378,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
             record["status"] = failure(error)
             done = {r["batch"] for r in record.get("results", [])}
             record.setdefault("results", []).extend(
-                {"variant": VARIANT, "batch": b, "status": record["status"]} for b in args.batches if b not in done)
+                {"variant": VARIANT, "batch": b, "status": record["status"]} for b in args.batches if b not in done
+            )
             status = 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out, json.dumps(record, indent=2) + "\n")

@@ -32,13 +32,16 @@ def test_without_unsloth_every_row_says_why_it_was_skipped(tmp_path, capsys):
     record = json.loads(out.read_text())
     assert record["status"].startswith("skipped: ")
     assert [(r["variant"], r["batch"], r["status"]) for r in record["results"]] == [
-        ("unsloth", 16, record["status"]), ("unsloth", 32, record["status"])]
+        ("unsloth", 16, record["status"]),
+        ("unsloth", 32, record["status"]),
+    ]
     assert "unsloth 16 skipped: unsloth is not installed" in " ".join(capsys.readouterr().out.split())
 
 
 def test_train_texts_takes_just_enough_documents():
-    train = Dataset.from_dict({"text": ["a" * n for n in (400, 800, 1200, 1600)], "characters": [400, 800, 1200, 1600],
-                               "title": ["t"] * 4})
+    train = Dataset.from_dict(
+        {"text": ["a" * n for n in (400, 800, 1200, 1600)], "characters": [400, 800, 1200, 1600], "title": ["t"] * 4}
+    )
     assert peer.train_texts(train, 100).column_names == ["text"]
     assert len(peer.train_texts(train, 100)) == 1  # 400 characters ~ 100 tokens
     assert len(peer.train_texts(train, 300)) == 2
@@ -53,8 +56,11 @@ def test_packing_record_counts_what_packing_dropped(tiny_tokenizer_dir):
     texts = ["The ocean has absorbed heat. " * 20, "Warmer water expands. " * 3]
     lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
     kept = [list(range(32)), list(range(lengths[1]))]  # a bfd-like packing that kept 32 tokens of the long one
-    trainer = types.SimpleNamespace(args=types.SimpleNamespace(packing_strategy="bfd"), padding_free=True,
-                                    train_dataset=Dataset.from_dict({"input_ids": kept}))
+    trainer = types.SimpleNamespace(
+        args=types.SimpleNamespace(packing_strategy="bfd"),
+        padding_free=True,
+        train_dataset=Dataset.from_dict({"input_ids": kept}),
+    )
     record = peer.packing_record(trainer, tokenizer, texts, max_length=32)
     assert record["tokens_in_documents"] == sum(lengths) and record["tokens_after_packing"] == 32 + lengths[1]
     assert record["tokens_dropped"] == lengths[0] - 32 > 0
@@ -87,12 +93,25 @@ def test_attention_check_through_a_padding_free_trainer(tiny_model_dir, tmp_path
     from trl import SFTConfig, SFTTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    texts = ["The ocean has absorbed more than ninety percent of the excess heat. " * 12,
-             "Warmer water expands, and sea level rises before any ice melts. " * 12]
-    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, max_length=1024, packing=True,
-                     report_to="none", dataloader_num_workers=0)
-    trainer = SFTTrainer(model=LlamaForCausalLM.from_pretrained(tiny_model_dir), args=args, processing_class=tokenizer,
-                         train_dataset=Dataset.from_dict({"text": texts}))
+    texts = [
+        "The ocean has absorbed more than ninety percent of the excess heat. " * 12,
+        "Warmer water expands, and sea level rises before any ice melts. " * 12,
+    ]
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        max_length=1024,
+        packing=True,
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+    trainer = SFTTrainer(
+        model=LlamaForCausalLM.from_pretrained(tiny_model_dir),
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_dict({"text": texts}),
+    )
     module = types.SimpleNamespace(_sdpa_packed_segments=lambda *a: None)  # never called by transformers' Llama
     check = peer.attention_check(trainer, tokenizer, texts, module)
     # transformers keeps the documents of a padding-free row apart by their restarting positions
@@ -103,9 +122,19 @@ def test_attention_check_through_a_padding_free_trainer(tiny_model_dir, tmp_path
 
 
 def test_table_lists_measured_and_failed_rows():
-    rows = [{"variant": "unsloth", "batch": 16, "status": "ok", "tokens_per_s": 13374.4, "median_step_s": 2.45,
-             "peak_allocated_gb": 6.1, "peak_reserved_gb": 7.6, "tokens_dropped": 0},
-            {"variant": "unsloth", "batch": 64, "status": "out of memory"}]
+    rows = [
+        {
+            "variant": "unsloth",
+            "batch": 16,
+            "status": "ok",
+            "tokens_per_s": 13374.4,
+            "median_step_s": 2.45,
+            "peak_allocated_gb": 6.1,
+            "peak_reserved_gb": 7.6,
+            "tokens_dropped": 0,
+        },
+        {"variant": "unsloth", "batch": 64, "status": "out of memory"},
+    ]
     lines = peer.table(rows).splitlines()
     assert lines[1].split() == ["unsloth", "16", "13374", "2.450", "6.1", "7.6", "0"]
     assert lines[2].split() == ["unsloth", "64", "out", "of", "memory"]

@@ -23,16 +23,38 @@ def trainer_for(tmp_path, tokenizer_dir, packing: bool) -> SFTTrainer:
     assert tokenizer.pad_token_id == eos
     docs = [[eos + 1 + (i + j) % 29 for j in range(n - 1)] + [eos] for i, n in enumerate(LENGTHS)]
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=64, pad_token_id=eos))
-    args = SFTConfig(
-        output_dir=str(tmp_path), use_cpu=True, bf16=False, num_train_epochs=1, per_device_train_batch_size=2,
-        learning_rate=1e-3, max_length=16, packing=packing, packing_strategy="bfd", report_to="none",
-        save_strategy="no", logging_steps=1, dataloader_num_workers=0, disable_tqdm=True, seed=0,
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=64,
+            pad_token_id=eos,
+        )
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"input_ids": docs}),
-                         processing_class=tokenizer)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        num_train_epochs=1,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        max_length=16,
+        packing=packing,
+        packing_strategy="bfd",
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=Dataset.from_dict({"input_ids": docs}), processing_class=tokenizer
+    )
     assert trainer.padding_free == packing
     return trainer
 
