@@ -70,19 +70,10 @@ def tiny_corpus_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_corpus_dir(tmp_path_factory) -> Path:
     """A corpus written straight from text (no PDFs, so no pymupdf: the GPU machine has none)."""
-    from datasets import Dataset, DatasetDict
+    from benchmarks.bench_corpus import synthetic_documents, write_synthetic_corpus
 
-    from benchmarks.bench_corpus import synthetic_documents
-    from climate_sft.corpus import document_features
-
-    docs = synthetic_documents(8, seed=1, min_chars=800, max_chars=4000)
     out = tmp_path_factory.mktemp("synthetic_corpus")
-    DatasetDict(
-        {
-            split: Dataset.from_list(part, features=document_features())
-            for split, part in (("train", docs[:6]), ("validation", docs[6:7]), ("test", docs[7:]))
-        }
-    ).save_to_disk(str(out / "dataset"))
+    write_synthetic_corpus(out, synthetic_documents(8, seed=1, min_chars=800, max_chars=4000), held_out=1)
     return out
 
 
