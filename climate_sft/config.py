@@ -448,8 +448,12 @@ def preflight(recipe: Recipe, check_modules: bool = True) -> None:
             split = getattr(data, key)
             if split not in splits:
                 problems.append((key, f"the corpus has no split '{split}' (it has {', '.join(splits)})"))
-        if "train" not in splits:
-            problems.append(("corpus_dir", "the corpus has no train split"))
+        if not splits.get("train"):
+            problems.append(("corpus_dir", "the corpus has no training documents"))
+        if splits.get(data.eval_split) == 0 and recipe.training.eval_strategy != "no":
+            problems.append(
+                ("eval_split", f"the corpus's '{data.eval_split}' split is empty: add documents, or eval_strategy: no")
+            )
     except CorpusError as error:
         problems.append(("corpus_dir", str(error)))
     model_ok = True
@@ -489,11 +493,18 @@ def apply_effective_batch(recipe: Recipe, world_size: int) -> None:
 
 
 def resolved_values(recipe: Recipe) -> dict[str, Any]:
-    """The recipe's keys with the values the run used, loadable as a recipe again (`recipe.yaml` of a run)."""
-    out = {}
+    """The recipe's keys with the values the run used, loadable as a recipe again (`recipe.yaml` of a run), from
+    any folder: the corpus, output and a local model folder are written as absolute paths."""
+    out = {
+        "corpus_dir": str(Path(recipe.data.corpus_dir).resolve()),
+        "output_dir": str(Path(recipe.training.output_dir).resolve()),
+    }
+    model = Path(recipe.model.model_name_or_path).expanduser()
+    if model.exists():  # a hub id or a packaged .gguf name stays as written: both resolve anywhere
+        out["model_name_or_path"] = str(model.resolve())
     for key in recipe.values:
         for obj in (recipe.data, recipe.model, recipe.training):
-            if hasattr(obj, key):
+            if key not in out and hasattr(obj, key):
                 value = getattr(obj, key)
                 out[key] = value.value if isinstance(value, enum.Enum) else value
                 break

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 
 import torch
 from peft import PeftModel
 
 from climate_sft.config import load_recipe
-from climate_sft.corpus import CorpusError, load_corpus, write_atomic
+from climate_sft.corpus import CorpusError, held_out_documents, write_atomic
 from climate_sft.modeling import load_model, load_tokenizer
 
+logger = logging.getLogger(__name__)
 METRIC_PATH = Path(__file__).parent / "metrics" / "perplexity"
 
 
@@ -53,10 +55,16 @@ def evaluate_run(run_dir: str | Path, batch_size: int | None = None, stride: int
         raise CorpusError(
             f"{run_dir}: no finished training run here (adapter_config.json and recipe.yaml); train first"
         )
+    if not (run_dir / "data.json").is_file():
+        raise CorpusError(f"{run_dir}: no data.json (the documents the run held out); retrain with this version")
     recipe = load_recipe(run_dir / "recipe.yaml")
     split = recipe.data.test_split
-    documents = load_corpus(recipe.data.corpus_dir)[split]
-    texts = documents["text"]
+    documents, note = held_out_documents(json.loads((run_dir / "data.json").read_text()), split)
+    if not documents:
+        raise CorpusError(f"{run_dir}: the run's {split} split holds no document; rebuild the corpus with more PDFs")
+    if note:
+        logger.warning("%s", note)
+    texts = [d["text"] for d in documents]
     max_length = recipe.training.max_length
     stride = stride or max_length // 2
     batch_size = batch_size or (8 if torch.cuda.is_available() else 2)
@@ -84,8 +92,14 @@ def evaluate_run(run_dir: str | Path, batch_size: int | None = None, stride: int
         "fine_tuned": {"perplexity": tuned["perplexity"], "mean_nll": tuned["mean_nll"]},
         "relative_change": (tuned["perplexity"] - base["perplexity"]) / base["perplexity"],
         "per_document": [
-            {"title": title, "tokens": b["tokens"], "base": b["perplexity"], "fine_tuned": t["perplexity"]}
-            for title, b, t in zip(documents["title"], base["per_document"], tuned["per_document"])
+            {
+                "id": d["id"],
+                "title": d["title"],
+                "tokens": b["tokens"],
+                "base": b["perplexity"],
+                "fine_tuned": t["perplexity"],
+            }
+            for d, b, t in zip(documents, base["per_document"], tuned["per_document"])
         ],
     }
     write_atomic(run_dir / "eval_results.json", json.dumps(results, indent=2) + "\n")

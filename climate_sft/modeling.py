@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 
 import torch
+from huggingface_hub import model_info, try_to_load_from_cache
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
 from climate_sft.packing import VARLEN, register_varlen_attention, varlen_unsuitable
 
@@ -61,11 +63,21 @@ def check_model_source(name: str) -> None:
     looks_local = name.startswith(("/", "./", "../", "~")) or not _HUB_ID.match(name)
     if looks_local:
         raise ModelNotFound(f"{name}: no such folder; give a saved model folder, a .gguf file or a hub id")
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            raise ModelNotFound(f"{name} is not in the local hub cache and HF_HUB_OFFLINE=1: download it first")
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        raise ModelNotFound(f"{name} is not in the local hub cache and HF_HUB_OFFLINE=1: download it first")
+    # One request, so a wrong id or no network ends here in a second, not after a minute of download retries.
+    try:
+        model_info(name, timeout=10)
+    except GatedRepoError:
+        return  # the download asks for the login; the id itself is right
+    except RepositoryNotFoundError:
+        raise ModelNotFound(f"{name}: no such model on the hub (if it is private: `hf auth login`)") from None
+    except Exception as error:  # the network itself: name resolution, refused connection, timeout
+        raise ModelNotFound(
+            f"{name}: cannot reach the hub ({error}); download it where there is a network, or give a local folder"
+        ) from None
 
 
 def cached_folder(gguf: Path) -> Path:

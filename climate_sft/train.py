@@ -30,7 +30,7 @@ from climate_sft.config import (
     preflight,
     resolved_values,
 )
-from climate_sft.corpus import load_corpus, write_atomic
+from climate_sft.corpus import load_corpus, split_record, write_atomic
 from climate_sft.modeling import load_tokenizer
 from climate_sft.packing import split_token_stats
 from climate_sft.run_stats import StepClock, peak_memory, reset_peak_memory
@@ -112,6 +112,8 @@ def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
     trainer = build_trainer(recipe, corpus, tokenizer, callbacks=[clock, LogLines()])
     if state.is_main_process:
         write_atomic(output_dir / "recipe.yaml", yaml.safe_dump(resolved_values(recipe), sort_keys=False))
+        # which documents trained, validated and are held out: `climate-sft eval` scores exactly these
+        write_atomic(output_dir / "data.json", json.dumps(split_record(recipe.data.corpus_dir, corpus)) + "\n")
 
     # 4. train, resuming where an interrupted run stopped
     checkpoint = recipe.training.resume_from_checkpoint or last_complete_checkpoint(output_dir)
