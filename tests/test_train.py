@@ -39,7 +39,8 @@ def test_one_epoch_counts_exactly_the_packed_tokens(tiny_recipe):
     kept = stats["packing"]["train"]["tokens_kept"]
     assert stats["tokens_seen"] == kept == sum(stats["this_segment"]["step_tokens"])
     assert stats["steps"] == stats["packing"]["train"]["steps_per_epoch_per_device"]
-    assert stats["tokens_per_second"] == pytest.approx(kept / stats["train_seconds"], rel=0.01)
+    seconds = stats["train_seconds"]  # rounded to 0.01 s, a few percent of a tiny run
+    assert kept / (seconds + 0.005) - 0.1 <= stats["tokens_per_second"] <= kept / (seconds - 0.005) + 0.1
 
 
 def test_effective_batch_size_sets_accumulation(tiny_recipe, tmp_path):
