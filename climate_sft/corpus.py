@@ -2,25 +2,38 @@
 
 Corpus folder layout (what `build_corpus` writes and `load_corpus` reads):
 
-    CORPUS_DIR/dataset/        DatasetDict (train / validation / test), `save_to_disk` format
-    CORPUS_DIR/manifest.jsonl  one line per input file: status, reason, warnings, document id, language,
-                               quality shares, cleaning rules fired, OCRed pages, back-matter characters
-                               (a build that finds no usable document writes manifest.failed.jsonl)
-    CORPUS_DIR/stats.json      documents, pages, characters and words per split; back matter dropped
-    CORPUS_DIR/cache/          extraction results keyed by file hash, so a rerun touches only new files
+    CORPUS_DIR/CURRENT                     the build in use: the name of its folder under builds/
+    CORPUS_DIR/builds/NAME/dataset/        DatasetDict (train / validation / test), `save_to_disk` format
+    CORPUS_DIR/builds/NAME/manifest.jsonl  one line per input file: status, reason, warnings, document id,
+                                           language, quality shares, cleaning rules fired, OCRed pages,
+                                           back-matter characters dropped
+    CORPUS_DIR/builds/NAME/stats.json      documents, pages, characters and words per split; back matter dropped
+    CORPUS_DIR/cache/                      extraction results by file hash (JSON lines; one file per shard)
+    CORPUS_DIR/manifest.failed.jsonl       each file's reason, when a build found no usable document
 
-Every file is written to a temporary name and renamed into place, so an interrupted or failed build
-leaves the previous corpus whole. pymupdf is imported only to extract: training and evaluation read the
-saved corpus without it (the GPU machines do not have it).
+A build is written whole into a new folder under builds/ and becomes the corpus when CURRENT is rewritten (one
+atomic rename), under a lock that a second writer meets with a one-line error: a reader sees the old corpus or
+the new one, never a mix, and an interrupted or failed build leaves the previous corpus as it was. Extracted
+text goes to the cache as each file is done and is read back from there, a file at a time, when the Arrow
+dataset is written, so memory stays flat however many PDFs there are. `--shard I/N` extracts one share of the
+files into the cache (one machine of a SLURM array each); a plain build afterwards finds them all there.
+pymupdf is imported only to extract: training and evaluation read the saved corpus without it (the GPU
+machines do not have it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import random
 import shutil
+import signal
+import time
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,9 +42,9 @@ from tqdm import tqdm
 
 from climate_sft import UserError
 
-
 SAMPLE_PDF_DIR = Path(__file__).parent / "sample_corpus" / "pdfs"
 SPLITS = ("train", "validation", "test")
+COLUMNS = ("id", "source", "title", "pages", "characters", "warnings", "text")
 
 
 class CorpusError(UserError):
@@ -40,7 +53,7 @@ class CorpusError(UserError):
 
 @dataclass
 class FileResult:
-    """What one input file gave: a document, or the reason it gave none."""
+    """What one input file gave: a document, or the reason it gave none. The text itself stays in the cache."""
 
     source: str
     sha256: str
@@ -51,7 +64,7 @@ class FileResult:
     title: str = ""
     pages: int = 0
     characters: int = 0
-    text: str = ""
+    text_sha256: str = ""
     from_cache: bool = False
     language: str = ""
     alphabetic_words: float = 0.0
@@ -59,6 +72,19 @@ class FileResult:
     rules: list[str] = field(default_factory=list)
     ocr_pages: list[int] = field(default_factory=list)
     back_matter_chars: int = 0
+
+
+@dataclass
+class CachedText:
+    """Where a result's line sits in a cache file, to read its text back when the dataset is written."""
+
+    path: Path
+    offset: int
+
+    def text(self) -> str:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            return json.loads(f.readline())["text"]
 
 
 def file_sha256(path: Path) -> str:
@@ -75,15 +101,15 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def extract_file(path: Path, sha: str, ocr: bool = False, keep_back_matter: bool = False) -> FileResult:
-    """Extract one PDF into a result, good or bad."""
-    from climate_sft.pdf_text import PdfError, read_pdf
+def extract_file(path: Path, sha: str, ocr: bool = False, keep_back_matter: bool = False) -> dict:
+    """Extract one PDF into a cache entry (a FileResult's fields and the text), good or bad."""
+    from climate_sft.pdf_text import PdfError, read_pdf  # pymupdf: only where PDFs are read
 
     try:
         doc = read_pdf(path, ocr=ocr, keep_back_matter=keep_back_matter)
     except PdfError as error:
-        return FileResult(source=str(path), sha256=sha, status="skipped", reason=str(error))
-    return FileResult(
+        return asdict(FileResult(source=str(path), sha256=sha, status="skipped", reason=str(error))) | {"text": ""}
+    result = FileResult(
         source=str(path),
         sha256=sha,
         status="ok",
@@ -92,7 +118,7 @@ def extract_file(path: Path, sha: str, ocr: bool = False, keep_back_matter: bool
         title=doc.title,
         pages=doc.page_count,
         characters=len(doc.text),
-        text=doc.text,
+        text_sha256=text_sha256(doc.text),
         language=doc.language,
         alphabetic_words=doc.alphabetic_words,
         non_prose_lines=doc.non_prose_lines,
@@ -100,68 +126,100 @@ def extract_file(path: Path, sha: str, ocr: bool = False, keep_back_matter: bool
         ocr_pages=doc.ocr_pages,
         back_matter_chars=doc.back_matter_chars,
     )
+    return asdict(result) | {"text": doc.text}
 
 
-def _extract_one(job: tuple[Path, str, bool, bool]) -> FileResult:
+def _extract_one(job: tuple[Path, str, bool, bool]) -> dict:
     return extract_file(*job)
 
 
-def load_cache(path: Path) -> dict[str, dict]:
-    """Results of earlier builds by file hash. A line torn by a crash is skipped: that file is a miss."""
+def _ignore_sigint() -> None:
+    # Ctrl-C is the parent's to handle (one line, pool cancelled); workers would each print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def load_cache(cache_dir: Path, stem: str) -> dict[str, tuple[dict, CachedText]]:
+    """Results of earlier builds and shards by file hash, without their texts. A line torn by a crash is
+    skipped: that file is a miss."""
     cache = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-                cache[entry["sha256"]] = entry
-            except (ValueError, KeyError, TypeError):
-                continue
+    for path in sorted([*cache_dir.glob(f"{stem}.jsonl"), *cache_dir.glob(f"{stem}.shard-*.jsonl")]):
+        with open(path, "rb") as f:
+            offset = 0
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                    entry.pop("text")
+                    cache[entry["sha256"]] = (entry, CachedText(path, offset))
+                except (ValueError, KeyError, TypeError):
+                    pass
+                offset += len(line)
     return cache
 
 
+def shard_of(sha: str, shards: int) -> int:
+    """Which of `shards` shares a file belongs to: by content hash, so every machine agrees without talking."""
+    return int(sha[:8], 16) % shards
+
+
 def extract_folder(
-    pdf_dir: Path, cache_dir: Path, workers: int | None = None, ocr: bool = False, keep_back_matter: bool = False
-) -> list[FileResult]:
+    pdf_dir: Path,
+    cache_dir: Path,
+    workers: int | None = None,
+    shard: tuple[int, int] | None = None,
+    ocr: bool = False,
+    keep_back_matter: bool = False,
+) -> list[tuple[FileResult, CachedText]]:
     """Extract every PDF under `pdf_dir` (recursively) in parallel, with a progress bar.
 
-    Files whose bytes were extracted before (same hash, same cleaner version) come from the cache, an
-    append-only JSON-lines file: one open per build rather than one file per PDF, and each result is
-    written as soon as it arrives, so an interrupted build keeps what it did.
+    Files whose bytes were extracted before (same hash, same cleaner version) come from the cache, append-only
+    JSON lines written as each result arrives, so an interrupted build keeps what it did. With `shard=(i, n)`
+    only the i-th of n shares is extracted, into a cache file of its own, and only its files are returned. `ocr` and
+    `keep_back_matter` change the text, so each combination has cache files of its own.
     """
-    from climate_sft.pdf_text import CLEANER_VERSION
+    from climate_sft.pdf_text import CLEANER_VERSION  # pymupdf: only where PDFs are read
 
     paths = sorted(p for p in pdf_dir.rglob("*") if p.is_file() and p.suffix.lower() == ".pdf")
     hashes = [file_sha256(p) for p in paths]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    options = ("-ocr" if ocr else "") + ("-keep-back-matter" if keep_back_matter else "")  # they change the text
-    cache_path = cache_dir / f"extract-v{CLEANER_VERSION}{options}.jsonl"
-    cache = load_cache(cache_path)
-    misses = list(dict.fromkeys((p, h, ocr, keep_back_matter) for p, h in zip(paths, hashes) if h not in cache))
-    workers = min(workers or os.cpu_count() or 1, max(1, len(misses)))
-    bar = dict(total=len(misses), desc="extract", unit="pdf", disable=None if misses else True)
-    with open(cache_path, "a", encoding="utf-8") as log, ProcessPoolExecutor(workers) if workers > 1 else _Serial() as pool:
-        # chunksize keeps inter-process overhead small for folders of many short PDFs
-        for result in tqdm(pool.map(_extract_one, misses, chunksize=4), **bar):
-            cache[result.sha256] = asdict(result)
-            log.write(json.dumps(cache[result.sha256]) + "\n")
-    fresh = {h for _, h, _, _ in misses}
+    stem = f"extract-v{CLEANER_VERSION}" + ("-ocr" if ocr else "") + ("-keep-back-matter" if keep_back_matter else "")
+    cache = load_cache(cache_dir, stem)
+    jobs = {h: p for p, h in zip(paths, hashes) if h not in cache and (not shard or shard_of(h, shard[1]) == shard[0])}
+    name = stem + (f".shard-{shard[0]}-of-{shard[1]}" if shard else "") + ".jsonl"
+    log_path = cache_dir / name
+    workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
+    bar = tqdm(total=len(jobs), desc="extract", unit="pdf", disable=None if jobs else True)
+    pages, start, done = 0, time.perf_counter(), 0
+    pool = ProcessPoolExecutor(workers, initializer=_ignore_sigint) if workers > 1 else None
+    try:
+        with open(log_path, "ab") as log:
+            todo = [(path, sha, ocr, keep_back_matter) for sha, path in jobs.items()]
+            # chunksize keeps inter-process overhead small for folders of many short PDFs
+            results = pool.map(_extract_one, todo, chunksize=4) if pool else map(_extract_one, todo)
+            for entry in results:
+                offset = log.tell()
+                log.write(json.dumps(entry).encode() + b"\n")
+                log.flush()
+                entry.pop("text")
+                cache[entry["sha256"]] = (entry, CachedText(log_path, offset))
+                done += 1
+                pages += entry["pages"]
+                bar.update()
+                bar.set_postfix_str(f"{pages / (time.perf_counter() - start):.0f} pages/s", refresh=False)
+    except KeyboardInterrupt:
+        raise CorpusError(
+            f"interrupted after extracting {done} of {len(jobs)} new PDF(s) (kept in {cache_dir}: a rerun goes "
+            "on from there); the corpus was not changed"
+        ) from None
+    finally:
+        bar.close()
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+    fresh = set(jobs)
     return [
-        FileResult(**{**cache[h], "source": str(p), "from_cache": h not in fresh}) for p, h in zip(paths, hashes)
+        (FileResult(**{**cache[h][0], "source": str(p), "from_cache": h not in fresh}), cache[h][1])
+        for p, h in zip(paths, hashes)
+        if not shard or shard_of(h, shard[1]) == shard[0]
     ]
-
-
-class _Serial:
-    """The executor interface, in this process: one worker needs no pool (nor its start-up cost)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def map(fn, jobs, chunksize=1):
-        return map(fn, jobs)
 
 
 def keep_languages(results: list[FileResult], languages: list[str]) -> None:
@@ -178,18 +236,18 @@ def mark_duplicates(results: list[FileResult]) -> None:
     for result in results:
         if result.status != "ok":
             continue
-        for key in (result.sha256, hashlib.sha256(result.text.encode()).hexdigest()):
+        for key in (result.sha256, result.text_sha256):
             if key in seen:
                 result.status, result.reason = "duplicate", f"same content as {seen[key]}"
                 break
         else:
-            seen[result.sha256] = seen[hashlib.sha256(result.text.encode()).hexdigest()] = result.source
+            seen[result.sha256] = seen[result.text_sha256] = result.source
 
 
 def split_documents(ids: list[str], ratios: tuple[float, float, float], seed: int) -> dict[str, list[str]]:
     """Assign whole documents to splits: deterministic for a seed and a set of ids, whatever their order.
 
-    With three or more documents every split gets at least one.
+    With three or more documents every split gets at least one; with fewer, train comes first.
     """
     order = sorted(ids)
     random.Random(seed).shuffle(order)
@@ -200,101 +258,14 @@ def split_documents(ids: list[str], ratios: tuple[float, float, float], seed: in
     if n >= 3:
         n_val, n_test = max(1, n_val), max(1, n_test)
         n_val = min(n_val, n - n_test - 1)
+    else:
+        n_val, n_test = 0, min(n_test, n - 1)
     n_train = n - n_val - n_test
     return {
         "train": order[:n_train],
         "validation": order[n_train : n_train + n_val],
         "test": order[n_train + n_val :],
     }
-
-
-def corpus_stats(dataset_dict) -> dict:
-    stats = {}
-    for split in SPLITS:
-        ds = dataset_dict[split]
-        stats[split] = {
-            "documents": len(ds),
-            "pages": sum(ds["pages"]),
-            "characters": sum(ds["characters"]),
-            "words": sum(len(t.split()) for t in ds["text"]),
-        }
-    stats["total"] = {key: sum(stats[s][key] for s in SPLITS) for key in stats["train"]}
-    return stats
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Swap a freshly written folder into place; the old one is removed only after the swap."""
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def build_corpus(
-    pdf_dir: str | Path = SAMPLE_PDF_DIR,
-    output_dir: str | Path = "data/corpus",
-    ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
-    seed: int = 42,
-    workers: int | None = None,
-    ocr: bool = False,
-    keep_back_matter: bool = False,
-    languages: list[str] | None = None,
-) -> tuple[dict, list[FileResult]]:
-    """Extract, deduplicate, split and save. Returns (stats, per-file results).
-
-    `ocr`: read pages without a text layer with Tesseract. `keep_back_matter`: keep reference lists and
-    licence boilerplate. `languages`: keep only documents detected in these ISO 639-1 languages.
-    """
-    from datasets import Dataset, DatasetDict, disable_progress_bars
-
-    from climate_sft.pdf_text import INSTALL_TESSERACT, ocr_available
-
-    disable_progress_bars()  # the extraction bar and the summary say all there is to say
-
-    pdf_dir, output_dir = Path(pdf_dir), Path(output_dir)
-    if not pdf_dir.is_dir():
-        raise CorpusError(f"{pdf_dir}: no such folder; pass a folder of PDFs to `climate-sft extract`")
-    if ocr and not ocr_available():
-        raise CorpusError(f"--ocr needs Tesseract, which is not on PATH: {INSTALL_TESSERACT}")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    results = extract_folder(pdf_dir, output_dir / "cache", workers, ocr, keep_back_matter)
-    if languages:
-        keep_languages(results, languages)
-    mark_duplicates(results)
-    manifest = "".join(json.dumps({k: v for k, v in asdict(r).items() if k != "text"}) + "\n" for r in results)
-    documents = {r.id: r for r in results if r.status == "ok"}
-    if not documents:
-        # The previous corpus and its manifest stay as they were; this build's reasons go beside them.
-        write_atomic(output_dir / "manifest.failed.jsonl", manifest)
-        raise CorpusError(
-            f"no usable document among {len(results)} PDF(s) in {pdf_dir}; "
-            f"see {output_dir / 'manifest.failed.jsonl'} for each file's reason"
-        )
-
-    splits = split_documents(list(documents), ratios, seed)
-    columns = ("id", "source", "title", "pages", "characters", "warnings", "text")
-    dataset_dict = DatasetDict(
-        {
-            split: Dataset.from_list(
-                [{c: getattr(documents[i], c) for c in columns} for i in sorted(ids)],
-                features=document_features(),
-            )
-            for split, ids in splits.items()
-        }
-    )
-    tmp = output_dir / f".dataset.tmp-{os.getpid()}"
-    dataset_dict.save_to_disk(str(tmp))
-    _replace_dir(tmp, output_dir / "dataset")
-    write_atomic(output_dir / "manifest.jsonl", manifest)
-    stats = corpus_stats(dataset_dict)
-    stats["files"] = {
-        status: sum(r.status == status for r in results) for status in ("ok", "skipped", "duplicate")
-    }
-    stats["back_matter_chars_dropped"] = sum(documents[i].back_matter_chars for i in documents)
-    stats["seed"], stats["ratios"] = seed, list(ratios)
-    write_atomic(output_dir / "stats.json", json.dumps(stats, indent=2) + "\n")
-    return stats, results
 
 
 def document_features():
@@ -313,14 +284,249 @@ def document_features():
     )
 
 
+def _records(entries: list[dict]) -> Iterator[dict]:
+    """Document records; an entry holds its text, or where to read it in the cache ("cache": [file, offset])."""
+    for entry in entries:
+        text = entry["text"] if "text" in entry else CachedText(Path(entry["cache"][0]), entry["cache"][1]).text()
+        yield {**{c: entry[c] for c in COLUMNS if c != "text"}, "text": text}
+
+
+def split_dataset(entries: list[dict], arrow_dir: Path):
+    """One split, written to Arrow a document at a time (memory stays flat); an empty split keeps its columns."""
+    from datasets import Dataset
+
+    if not entries:
+        return Dataset.from_dict({c: [] for c in COLUMNS}, features=document_features())
+    return Dataset.from_generator(
+        _records, features=document_features(), gen_kwargs={"entries": entries}, cache_dir=str(arrow_dir)
+    )
+
+
+def corpus_stats(dataset_dict) -> dict:
+    stats = {}
+    for split in SPLITS:
+        ds = dataset_dict[split]
+        stats[split] = {
+            "documents": len(ds),
+            "pages": sum(ds["pages"]),
+            "characters": sum(ds["characters"]),
+            "words": sum(len(t.split()) for t in ds["text"]),
+        }
+    stats["total"] = {key: sum(stats[s][key] for s in SPLITS) for key in stats["train"]}
+    return stats
+
+
+@contextlib.contextmanager
+def corpus_lock(corpus_dir: Path):
+    """One writer at a time: a second `extract` into the same folder fails at once with one line."""
+    lock_path = corpus_dir / ".lock"
+    with open(lock_path, "a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise CorpusError(f"{corpus_dir} is being written by {holder}; wait for it to finish") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"`climate-sft extract` (pid {os.getpid()})")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)  # an empty file says nobody is writing
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_corpus(corpus_dir: Path, splits: dict[str, list[dict]], manifest: str, stats: dict) -> Path:
+    """Write a build whole (dataset, manifest, stats) and switch CURRENT to it; clean what earlier builds left.
+    `splits` maps split names to document entries (see `_records`). The caller holds `corpus_lock`."""
+    from datasets import DatasetDict
+
+    builds = corpus_dir / "builds"
+    name = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]  # readable, and unique within a second
+    tmp = builds / f".{name}.tmp"
+    tmp.mkdir(parents=True)
+    dataset_dict = DatasetDict({split: split_dataset(entries, tmp / "arrow") for split, entries in splits.items()})
+    # an empty split still needs its one (empty) Arrow file, or it will not load back
+    dataset_dict.save_to_disk(str(tmp / "dataset"), num_shards={s: 1 for s, d in dataset_dict.items() if not len(d)})
+    shutil.rmtree(tmp / "arrow", ignore_errors=True)
+    stats = {**corpus_stats(dataset_dict), **stats}
+    (tmp / "manifest.jsonl").write_text(manifest, encoding="utf-8")
+    (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, builds / name)
+    write_atomic(corpus_dir / "CURRENT", name + "\n")  # the switch: readers now see the new build
+    for old in builds.iterdir():
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    (corpus_dir / "manifest.failed.jsonl").unlink(missing_ok=True)
+    return builds / name
+
+
+def build_corpus(
+    pdf_dir: str | Path = SAMPLE_PDF_DIR,
+    output_dir: str | Path = "data/corpus",
+    ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
+    seed: int = 42,
+    workers: int | None = None,
+    shard: tuple[int, int] | None = None,
+    ocr: bool = False,
+    keep_back_matter: bool = False,
+    languages: list[str] | None = None,
+) -> tuple[dict, list[FileResult]]:
+    """Extract, deduplicate, split and save. Returns (stats, per-file results); with `shard`, extract only.
+
+    `ocr`: read pages without a text layer with Tesseract. `keep_back_matter`: keep reference lists and
+    licence boilerplate. `languages`: keep only documents detected in these ISO 639-1 languages.
+    """
+    from datasets import disable_progress_bars
+
+    from climate_sft.pdf_text import INSTALL_TESSERACT, ocr_available  # pymupdf: only where PDFs are read
+
+    disable_progress_bars()  # the extraction bar and the summary say all there is to say
+
+    pdf_dir, output_dir = Path(pdf_dir), Path(output_dir)
+    if not pdf_dir.is_dir():
+        raise CorpusError(f"{pdf_dir}: no such folder; pass a folder of PDFs to `climate-sft extract`")
+    if ocr and not ocr_available():
+        raise CorpusError(f"--ocr needs Tesseract, which is not on PATH: {INSTALL_TESSERACT}")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise CorpusError(f"--output {output_dir} is a file; give a folder for the corpus")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise CorpusError(
+            f"--output {output_dir}: cannot write there ({error.strerror}); choose another folder"
+        ) from None
+    if shard:
+        found = extract_folder(pdf_dir, output_dir / "cache", workers, shard, ocr, keep_back_matter)
+        return {}, [result for result, _ in found]
+    with corpus_lock(output_dir):
+        found = extract_folder(pdf_dir, output_dir / "cache", workers, None, ocr, keep_back_matter)
+        results = [result for result, _ in found]
+        if languages:
+            keep_languages(results, languages)
+        mark_duplicates(results)
+        manifest = "".join(json.dumps(asdict(r)) + "\n" for r in results)
+        documents = {
+            r.id: {**{c: getattr(r, c) for c in COLUMNS if c != "text"}, "cache": [str(text.path), text.offset]}
+            for r, text in found
+            if r.status == "ok"
+        }
+        if not documents:
+            # The previous corpus stays as it was; this build's reasons go beside it.
+            write_atomic(output_dir / "manifest.failed.jsonl", manifest)
+            raise CorpusError(
+                f"no usable document among {len(results)} PDF(s) in {pdf_dir}; "
+                f"see {output_dir / 'manifest.failed.jsonl'} for each file's reason"
+            )
+        assignment = split_documents(list(documents), ratios, seed)
+        files = {status: sum(r.status == status for r in results) for status in ("ok", "skipped", "duplicate")}
+        back_matter = sum(r.back_matter_chars for r in results if r.status == "ok")
+        extra = {"files": files, "back_matter_chars_dropped": back_matter, "seed": seed, "ratios": list(ratios)}
+        splits = {split: [documents[i] for i in sorted(ids)] for split, ids in assignment.items()}
+        build = write_corpus(output_dir, splits, manifest, extra)
+    return json.loads((build / "stats.json").read_text()), results
+
+
+def current_build(corpus_dir: str | Path) -> Path:
+    """The folder of the corpus in use; CorpusError naming the folder and what to do when there is none."""
+    corpus_dir = Path(corpus_dir)
+    try:
+        name = (corpus_dir / "CURRENT").read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        raise CorpusError(
+            f"{corpus_dir} holds no corpus; build it with `climate-sft extract PDF_DIR --output {corpus_dir}`"
+        ) from None
+    build = corpus_dir / "builds" / name
+    if not name or not build.is_dir():
+        raise CorpusError(f"{corpus_dir}/CURRENT names no build folder: the corpus is damaged; rebuild it")
+    return build
+
+
+def check_corpus(corpus_dir: str | Path) -> dict[str, int]:
+    """Documents per split of a saved corpus, from its index and stats alone; CorpusError naming the folder when
+    it is missing or damaged."""
+    build = current_build(corpus_dir)
+    try:
+        splits = json.loads((build / "dataset" / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+        stats = json.loads((build / "stats.json").read_text(encoding="utf-8"))
+        return {split: stats[split]["documents"] for split in splits}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CorpusError(f"{build} is incomplete or unreadable: the corpus is damaged; rebuild it") from None
+
+
 def load_corpus(corpus_dir: str | Path):
     """The DatasetDict that `build_corpus` saved. Raises `CorpusError` naming the folder if there is none."""
     from datasets import load_from_disk
 
-    path = Path(corpus_dir) / "dataset"
-    if not path.is_dir():
-        raise CorpusError(f"{corpus_dir}: no corpus here; build one with `climate-sft extract PDF_DIR --output {corpus_dir}`")
-    return load_from_disk(str(path))
+    check_corpus(corpus_dir)
+    return load_from_disk(str(current_build(corpus_dir) / "dataset"))
+
+
+def corpus_manifest(corpus_dir: str | Path) -> list[dict]:
+    """The manifest lines of the corpus in use, one per input file."""
+    text = (current_build(corpus_dir) / "manifest.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def split_record(corpus_dir: str | Path, corpus) -> dict:
+    """Which documents (id and content hash) each split of the corpus holds, and where the corpus is: a run
+    keeps this so that its evaluation scores exactly the documents it held out."""
+    return {
+        "corpus_dir": str(Path(corpus_dir).resolve()),
+        "build": current_build(corpus_dir).name,
+        "splits": {
+            split: [{"id": i, "sha256": text_sha256(t)} for i, t in zip(ds["id"], ds["text"])]
+            for split, ds in corpus.items()
+        },
+    }
+
+
+def held_out_documents(record: dict, split: str) -> tuple[list[dict], str | None]:
+    """The documents the record names for `split`, found by content hash in the corpus as it is now, and a note
+    when that corpus was rebuilt since. CorpusError when one is missing or was trained on."""
+    wanted = record["splits"][split]
+    trained = {d["sha256"] for d in record["splits"]["train"]}
+    overlap = [d["id"] for d in wanted if d["sha256"] in trained]
+    if overlap:
+        raise CorpusError(f"the run trained on {len(overlap)} of its {split} document(s) (e.g. {overlap[0]}): refusing")
+    corpus = load_corpus(record["corpus_dir"])
+    found = {}
+    for ds in corpus.values():
+        for row in ds:
+            found.setdefault(text_sha256(row["text"]), row)
+    missing = [d["id"] for d in wanted if d["sha256"] not in found]
+    if missing:
+        raise CorpusError(
+            f"{record['corpus_dir']} no longer holds {len(missing)} of the run's {len(wanted)} {split} document(s) "
+            f"(e.g. {missing[0]}): evaluate against the corpus the run was trained from"
+        )
+    rebuilt = current_build(record["corpus_dir"]).name != record["build"]
+    note = (
+        f"the corpus was rebuilt since training; scoring the run's own {len(wanted)} {split} documents"
+        if rebuilt
+        else None
+    )
+    return [found[d["sha256"]] for d in wanted], note
+
+
+def shard_summary(shard: tuple[int, int], results: list[FileResult], output_dir: Path) -> str:
+    """The report printed at the end of `climate-sft extract --shard I/N`."""
+    cached = sum(r.from_cache for r in results)
+    ok = sum(r.status == "ok" for r in results)
+    return (
+        f"shard {shard[0]}/{shard[1]}: {len(results)} PDF(s), {ok} with text ({len(results) - cached} extracted, "
+        f"{cached} from cache) into {output_dir / 'cache'}; when every shard is done, run the same command "
+        "without --shard to build the corpus from the cache"
+    )
 
 
 def summary(stats: dict, results: list[FileResult], output_dir: Path) -> str:
@@ -341,5 +547,8 @@ def summary(stats: dict, results: list[FileResult], output_dir: Path) -> str:
         f"{stats[s]['words']:8d}"
         for s in (*SPLITS, "total")
     ]
+    empty = [f"  note: the {s} split is empty (too few documents)" for s in SPLITS[1:] if not stats[s]["documents"]]
     back = f"  back matter dropped: {stats['back_matter_chars_dropped']} characters (kept with --keep-back-matter)"
-    return "\n".join([head, *lines, *table, back, f"corpus written to {output_dir} (manifest.jsonl, stats.json)"])
+    build = current_build(output_dir)
+    where = f"corpus written to {build} (manifest.jsonl, stats.json), in use through {output_dir}/CURRENT"
+    return "\n".join([head, *lines, *table, *empty, back, where])

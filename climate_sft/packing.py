@@ -14,6 +14,8 @@ than `max_length` instead of dropping their tail). Two things are added here:
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
@@ -37,9 +39,7 @@ def _causal_per_document(q, k, v, cu_seq_lens, scaling):
     """Reference path (CPU): plain causal SDPA on each document. Tensors are (heads, tokens, dim)."""
     bounds = cu_seq_lens.tolist()
     outputs = [
-        torch.nn.functional.scaled_dot_product_attention(
-            q[:, a:b], k[:, a:b], v[:, a:b], is_causal=True, scale=scaling
-        )
+        torch.nn.functional.scaled_dot_product_attention(q[:, a:b], k[:, a:b], v[:, a:b], is_causal=True, scale=scaling)
         for a, b in zip(bounds[:-1], bounds[1:])
     ]
     return torch.cat(outputs, dim=1)
@@ -93,12 +93,26 @@ def _flash_varlen(query, key, value, groups, cu_q, cu_k, max_q, max_k, scaling):
         try:
             k, v = key[0].transpose(0, 1), value[0].transpose(0, 1)
             return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scaling, window_size=(-1, 0))
+        except torch.OutOfMemoryError:
+            raise  # a RuntimeError too, but says nothing about grouped heads (the batch-size search expects it)
         except RuntimeError:
             if groups == 1:
                 raise
             _native_gqa = False  # repeating the key/value heads costs memory traffic, not correctness
     k, v = (repeat_kv(t, groups)[0].transpose(0, 1) for t in (key, value))
     return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scaling, window_size=(-1, 0))
+
+
+def varlen_unsuitable(config) -> str | None:
+    """Why `varlen` would not compute what this model's attention computes (None when it would)."""
+    layer_types = getattr(config, "layer_types", None) or []
+    if "sliding_attention" in layer_types or (getattr(config, "sliding_window", None) and not layer_types):
+        return f"{config.model_type} uses sliding-window attention, which varlen does not apply"
+    if getattr(config, "attn_logit_softcapping", None):
+        return f"{config.model_type} soft-caps attention logits, which varlen does not apply"
+    if torch.cuda.is_available() and importlib.util.find_spec("torch.nn.attention.varlen") is None:
+        return f"torch {torch.__version__} has no torch.nn.attention.varlen (PyTorch 2.10 or newer has)"
+    return None
 
 
 def varlen_mask(*args, attention_mask: torch.Tensor | None = None, **kwargs):
@@ -123,6 +137,19 @@ def tokenize_documents(dataset, tokenizer, text_field: str = "text"):
         return {"input_ids": tokenizer(texts, add_special_tokens=False)["input_ids"]}
 
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
+
+
+def split_token_stats(corpus, splits, tokenizer, args) -> dict[str, dict]:
+    """`packing_stats` of each named split under the training arguments' packing settings."""
+    return {
+        split: packing_stats(
+            tokenize_documents(corpus[split], tokenizer),
+            args.max_length,
+            args.packing_strategy,
+            args.per_device_train_batch_size,
+        )
+        for split in splits
+    }
 
 
 def packing_stats(tokenized, max_length: int, strategy: str, batch_size: int) -> dict:

@@ -64,9 +64,10 @@ def interpret(stats: dict, evaluation: dict | None) -> list[str]:
         change = evaluation["relative_change"]
         if change <= -NOISE:
             lines.append(
-                f"Fine-tuning helped: on {evaluation['documents']} held-out document(s) ({evaluation['tokens']} tokens) "
-                f"perplexity fell {-change:.1%}, from {before:.2f} to {after:.2f}. The model is now, on average, as "
-                f"unsure of the next token as if choosing among {after:.1f} equally likely ones instead of {before:.1f}."
+                f"Fine-tuning helped: on {evaluation['documents']} held-out document(s) ({evaluation['tokens']} "
+                f"tokens) perplexity fell {-change:.1%}, from {before:.2f} to {after:.2f}. The model is now, on "
+                f"average, as unsure of the next token as if choosing among {after:.1f} equally likely ones "
+                f"instead of {before:.1f}."
             )
         elif change < NOISE:
             lines.append(
@@ -75,8 +76,8 @@ def interpret(stats: dict, evaluation: dict | None) -> list[str]:
             )
         else:
             lines.append(
-                f"Fine-tuning hurt: perplexity rose {change:.1%}, from {before:.2f} to {after:.2f}. Typical causes are a "
-                "learning rate too high for this corpus or too many epochs over too little text."
+                f"Fine-tuning hurt: perplexity rose {change:.1%}, from {before:.2f} to {after:.2f}. Typical causes "
+                "are a learning rate too high for this corpus or too many epochs over too little text."
             )
         ratio = stats["tokens_seen"] / max(1, evaluation["tokens"])
         lines.append(
@@ -125,16 +126,23 @@ def _plot(run_dir: Path, stats: dict, evaluation: dict | None) -> list[str]:
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     ax.plot([x["step"] for x in stats["losses"]], [x["loss"] for x in stats["losses"]], label="training loss")
     if stats.get("eval_losses"):
-        ax.plot([x["step"] for x in stats["eval_losses"]], [x["eval_loss"] for x in stats["eval_losses"]],
-                "o-", label="validation loss")
+        ax.plot(
+            [x["step"] for x in stats["eval_losses"]],
+            [x["eval_loss"] for x in stats["eval_losses"]],
+            "o-",
+            label="validation loss",
+        )
     ax.set(xlabel="optimizer step", ylabel="loss (nats/token)", title="Loss")
     ax.legend()
     save(fig, "loss.png")
 
-    if stats.get("step_seconds"):
+    segment = stats["this_segment"]
+    if segment["step_seconds"]:
         fig, ax = plt.subplots(figsize=(6.5, 3.0))
-        per_step = stats["tokens_seen"] / len(stats["step_seconds"])
-        ax.plot(range(1, len(stats["step_seconds"]) + 1), [per_step / s for s in stats["step_seconds"]])
+        ax.plot(
+            range(1, len(segment["step_seconds"]) + 1),
+            [n / s for n, s in zip(segment["step_tokens"], segment["step_seconds"])],
+        )
         memory = stats.get("peak_gpu_memory_allocated_gb", stats.get("peak_rss_gb"))
         kind = "GPU memory allocated" if "peak_gpu_memory_allocated_gb" in stats else "RSS"
         ax.set(xlabel="step (this run)", ylabel="tokens / s", title=f"Throughput (peak {kind}: {memory} GB)")
@@ -165,7 +173,15 @@ def write_report(run_dir: str | Path) -> Path:
     search = stats.get("batch_size_search")
     searched = (
         f" (largest that fits, found by trial steps: tried {', '.join(search['tried'])}; "
-        f"memory budget {search['memory_budget_gb']} GB)" if search else " (from the recipe)"
+        f"memory budget {search['memory_budget_gb']} GB)"
+        if search
+        else " (from the recipe)"
+    )
+    this = stats["this_segment"]
+    resumed = (
+        f"; resumed, in {stats['segments']} segments, the last {this['seconds']:.1f} s for {this['steps']} steps"
+        if stats["segments"] > 1
+        else ""
     )
     lines = [
         f"# Training report: {run_dir.name}",
@@ -189,25 +205,30 @@ def write_report(run_dir: str | Path) -> Path:
         f"| processes (GPUs) | {stats['world_size']} |",
         f"| effective batch size | {stats['effective_batch_size']} sequences of up to {stats['max_length']} tokens |",
         f"| peak memory | {memory} |",
-        f"| training time | {stats['train_seconds']:.1f} s for {stats['steps_this_run']} steps ({stats['epochs']} epochs) |",
+        f"| training time | {stats['train_seconds']:.1f} s for {stats['steps']} steps "
+        f"({stats['epochs']} epochs){resumed} |",
         f"| tokens trained on (no padding) | {stats['tokens_seen']:,} |",
-        f"| throughput | {stats['tokens_per_second']:,.0f} tokens/s overall, {stats['steady_tokens_per_second'] or 0:,.0f} "
-        f"tokens/s steady (median step after {stats.get('warmup_steps_excluded', 0)} warm-up steps) |",
+        f"| throughput | {stats['tokens_per_second'] or 0:,.0f} tokens/s overall, "
+        f"{stats['this_segment']['steady_tokens_per_second'] or 0:,.0f} tokens/s steady (this segment, after "
+        f"{stats['this_segment']['warmup_steps_excluded']} warm-up steps) |",
         f"| final training loss | {stats['final_loss']:.4f} |" if stats.get("final_loss") is not None else "",
     ]
     if evaluation:
         lines += [
             f"| perplexity, base model | {evaluation['base']['perplexity']:.3f} |",
-            f"| perplexity, fine-tuned | {evaluation['fine_tuned']['perplexity']:.3f} ({evaluation['relative_change']:+.1%}) |",
+            f"| perplexity, fine-tuned | {evaluation['fine_tuned']['perplexity']:.3f} "
+            f"({evaluation['relative_change']:+.1%}) |",
             "",
             f"Perplexity on the `{evaluation['split']}` split: {evaluation['documents']} document(s), "
-            f"{evaluation['tokens']} tokens, windows of {evaluation['window']} tokens moving by {evaluation['stride']}, "
-            f"{evaluation['precision']}. Per document:",
+            f"{evaluation['tokens']} tokens, windows of {evaluation['window']} tokens moving by "
+            f"{evaluation['stride']}, {evaluation['precision']}. Per document:",
             "",
             "| document | tokens | base | fine-tuned |",
             "| --- | --- | --- | --- |",
-            *[f"| {d['title'] or '(untitled)'} | {d['tokens']} | {d['base']:.3f} | {d['fine_tuned']:.3f} |"
-              for d in evaluation["per_document"]],
+            *[
+                f"| {d['title'] or '(untitled)'} | {d['tokens']} | {d['base']:.3f} | {d['fine_tuned']:.3f} |"
+                for d in evaluation["per_document"]
+            ],
         ]
     else:
         lines += ["", "Perplexity: not measured yet; run `climate-sft eval` on this folder, then this report again."]

@@ -1,4 +1,4 @@
-"""Shared fixtures: PDFs built on the fly, so every bad-input case is a real file."""
+"""Shared fixtures. Helper functions live in tests/helpers.py (importable as `helpers`)."""
 
 from __future__ import annotations
 
@@ -6,39 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import PROSE, prose_pages, recipe_maker, write_pdf
 
 # Nothing may reach a model or dataset hub from the tests, here or in CI.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-PROSE = (
-    "The ocean has absorbed more than ninety percent of the excess heat trapped by greenhouse gases "
-    "since the nineteen seventies. Warmer water expands, and this thermal expansion raises sea level "
-    "even before any ice melts on land. "
-)
-
-
-def write_pdf(path: Path, pages: list[list[str]], title: str = "", **save_kwargs) -> Path:
-    """A PDF whose page i shows the lines pages[i], one line per 14 pt, in Helvetica."""
-    import pymupdf
-
-    doc = pymupdf.open()
-    for lines in pages:
-        page = doc.new_page()
-        for n, line in enumerate(lines):
-            page.insert_text((72, 72 + 14 * n), line, fontname="helv", fontsize=11)
-    if title:
-        doc.set_metadata({"title": title})
-    doc.save(path, **save_kwargs)
-    return path
-
-
-def prose_pages(n_pages: int, header: str = "Climate Primer Series", words_per_line: int = 12) -> list[list[str]]:
-    """Pages of prose with a running header and a page-number footer, like a real report."""
-    words = (PROSE * 6).split()
-    lines = [" ".join(words[i : i + words_per_line]) for i in range(0, len(words), words_per_line)]
-    return [[header, "", *lines, "", str(p + 1)] for p in range(n_pages)]
 
 
 @pytest.fixture
@@ -51,13 +24,6 @@ def pdf_dir(tmp_path: Path) -> Path:
         pages[0].insert(0, f"Document number {i} on ocean heat")
         write_pdf(root / sub / f"doc{i}.pdf", pages)
     return root
-
-
-def write_recipe(path: Path, **values) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +47,7 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
-    from climate_sft.random_model import save_random_model
+    from scripts.random_model import save_random_model
 
     return save_random_model(tmp_path_factory.mktemp("tiny_model"), "tiny", tiny_tokenizer_dir, dtype="float32")
 
@@ -104,54 +70,11 @@ def tiny_corpus_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_corpus_dir(tmp_path_factory) -> Path:
     """A corpus written straight from text (no PDFs, so no pymupdf: the GPU machine has none)."""
-    from datasets import Dataset, DatasetDict
+    from benchmarks.bench_corpus import synthetic_documents, write_synthetic_corpus
 
-    from climate_sft.benchmarks.bench_corpus import synthetic_documents
-    from climate_sft.corpus import document_features
-
-    docs = synthetic_documents(8, seed=1, min_chars=800, max_chars=4000)
     out = tmp_path_factory.mktemp("synthetic_corpus")
-    DatasetDict(
-        {split: Dataset.from_list(part, features=document_features())
-         for split, part in (("train", docs[:6]), ("validation", docs[6:7]), ("test", docs[7:]))}
-    ).save_to_disk(str(out / "dataset"))
+    write_synthetic_corpus(out, synthetic_documents(8, seed=1, min_chars=800, max_chars=4000), held_out=1)
     return out
-
-
-def recipe_maker(tmp_path: Path, model_dir: Path, corpus_dir: Path):
-    """A function writing a recipe for a few CPU steps of a tiny model; keyword arguments override keys."""
-
-    def make(**overrides) -> Path:
-        values = dict(
-            model_name_or_path=str(model_dir),
-            dtype="float32",
-            attn_implementation="sdpa",
-            use_peft=True,
-            lora_r=4,
-            lora_alpha=8,
-            lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-            corpus_dir=str(corpus_dir),
-            max_length=64,
-            packing=True,
-            use_cpu=True,
-            bf16=False,
-            gradient_checkpointing=True,
-            optim="adamw_torch",
-            learning_rate=1e-3,
-            max_steps=3,
-            per_device_train_batch_size=2,
-            logging_steps=1,
-            eval_strategy="no",
-            save_strategy="no",
-            report_to="none",
-            output_dir=str(tmp_path / "run"),
-            dataloader_num_workers=0,
-            seed=0,
-        )
-        values.update(overrides)
-        return write_recipe(tmp_path / "recipe.yaml", **values)
-
-    return make
 
 
 @pytest.fixture

@@ -13,8 +13,11 @@ from accelerate.utils import DistributedType
 
 CONFIGS = sorted((Path(__file__).parents[1] / "accelerate_configs").glob("*.yaml"))
 EXPECTED = {
-    "cpu": DistributedType.NO, "single_h100": DistributedType.NO, "multi_gpu": DistributedType.MULTI_GPU,
-    "deepspeed_zero2": DistributedType.DEEPSPEED, "deepspeed_zero3": DistributedType.DEEPSPEED,
+    "cpu": DistributedType.NO,
+    "single_h100": DistributedType.NO,
+    "multi_gpu": DistributedType.MULTI_GPU,
+    "deepspeed_zero2": DistributedType.DEEPSPEED,
+    "deepspeed_zero3": DistributedType.DEEPSPEED,
     "fsdp": DistributedType.FSDP,
 }
 
@@ -43,7 +46,18 @@ def test_config_trains_through_accelerate_launch_on_cpu(name, tiny_recipe, tmp_p
     """One process on CPU: the launch path, the config and the training entry point fit together."""
     pytest.importorskip("deepspeed") if "deepspeed" in name else None
     recipe = tiny_recipe(attn_implementation=None, save_strategy="steps", save_steps=3)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"accelerate_configs/{name}.yaml",
-               "--num_processes", "1", "-m", "climate_sft.train", "--config", str(recipe)]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        f"accelerate_configs/{name}.yaml",
+        "--num_processes",
+        "1",
+        "-m",
+        "climate_sft.train",
+        "--config",
+        str(recipe),
+    ]
     subprocess.run(command, check=True, capture_output=True, cwd=Path(__file__).parents[1])
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
-from conftest import prose_pages, write_pdf
+from helpers import prose_pages, write_pdf
 
-from climate_sft.corpus import CorpusError, build_corpus, load_corpus, split_documents
+from climate_sft.corpus import (
+    CorpusError,
+    build_corpus,
+    corpus_lock,
+    corpus_manifest,
+    current_build,
+    load_corpus,
+    split_documents,
+)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 10, 57])
@@ -37,8 +46,10 @@ def test_build_saves_a_datasetdict_and_stats(pdf_dir, tmp_path):
     assert sum(len(ds[s]) for s in ds) == 3 == stats["total"]["documents"]
     ids = [i for s in ds for i in ds[s]["id"]]
     assert len(set(ids)) == 3
-    on_disk = json.loads((out / "stats.json").read_text())
-    assert on_disk["total"]["pages"] == 6 and on_disk["total"]["characters"] == sum(len(t) for s in ds for t in ds[s]["text"])
+    on_disk = json.loads((current_build(out) / "stats.json").read_text())
+    assert on_disk["total"]["pages"] == 6 and on_disk["total"]["characters"] == sum(
+        len(t) for s in ds for t in ds[s]["text"]
+    )
     record = ds["train"][0]
     assert record["source"].endswith(".pdf") and record["pages"] == 2 and record["title"].startswith("Document number")
 
@@ -74,7 +85,7 @@ def test_bad_files_are_skipped_with_a_reason_in_the_manifest(pdf_dir, tmp_path):
     out = tmp_path / "corpus"
     stats, _ = build_corpus(pdf_dir, out, workers=2)
     assert stats["total"]["documents"] == 3 and stats["files"]["skipped"] == 2
-    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    manifest = corpus_manifest(out)
     reasons = {m["source"].rsplit("/", 1)[-1]: m["reason"] for m in manifest if m["status"] == "skipped"}
     assert set(reasons) == {"empty.pdf", "junk.pdf"} and all("\n" not in r and r for r in reasons.values())
 
@@ -89,7 +100,10 @@ def test_no_usable_document_fails_and_keeps_the_previous_corpus(pdf_dir, tmp_pat
     with pytest.raises(CorpusError, match="no usable document.*manifest.failed.jsonl"):
         build_corpus(bad, out, workers=1)
     assert load_corpus(out)["train"]["id"] == before
-    assert "empty.pdf" not in (out / "manifest.jsonl").read_text()
+    assert not any("empty.pdf" in m["source"] for m in corpus_manifest(out))
+    assert "empty.pdf" in (out / "manifest.failed.jsonl").read_text()
+    build_corpus(pdf_dir, out, workers=1)
+    assert not (out / "manifest.failed.jsonl").exists()  # a good build clears the stale reasons
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
@@ -108,14 +122,18 @@ def test_a_torn_cache_file_is_a_miss(pdf_dir, tmp_path):
 
 
 def test_manifest_reports_language_quality_and_rules_and_languages_filter(pdf_dir, tmp_path):
-    french = ["Le niveau de la mer monte parce que les océans se réchauffent et que les glaciers",
-              "fondent depuis le début du siècle dernier, et cette hausse s'accélère encore.", "",
-              "References", "", "Dupont, J. (2020). Les mers. Paris, 1-9."]
+    french = [
+        "Le niveau de la mer monte parce que les océans se réchauffent et que les glaciers",
+        "fondent depuis le début du siècle dernier, et cette hausse s'accélère encore.",
+        "",
+        "References",
+        "",
+        "Dupont, J. (2020). Les mers. Paris, 1-9.",
+    ]
     write_pdf(pdf_dir / "fr.pdf", [french])
     out = tmp_path / "corpus"
     stats, results = build_corpus(pdf_dir, out, workers=1, languages=["en"])
-    lines = (out / "manifest.jsonl").read_text().splitlines()
-    manifest = {m["source"].rsplit("/", 1)[-1]: m for m in map(json.loads, lines)}
+    manifest = {Path(m["source"]).name: m for m in corpus_manifest(out)}
     assert manifest["fr.pdf"]["status"] == "skipped"
     assert manifest["fr.pdf"]["reason"] == "language fr, not in --languages en"
     assert manifest["fr.pdf"]["back_matter_chars"] > 0 and "drop_back_matter" in manifest["fr.pdf"]["rules"]
@@ -131,3 +149,112 @@ def test_ocr_without_tesseract_fails_before_extracting(pdf_dir, tmp_path, monkey
     monkeypatch.setattr("climate_sft.pdf_text.ocr_available", lambda: False)
     with pytest.raises(CorpusError, match="--ocr needs Tesseract.*apt-get install tesseract-ocr"):
         build_corpus(pdf_dir, tmp_path / "corpus", workers=1, ocr=True)
+
+
+def assert_consistent(corpus_dir: Path) -> int:
+    """Dataset, manifest and stats of the corpus in use describe the same documents; returns their count."""
+    dataset = load_corpus(corpus_dir)
+    ids = sorted(i for split in dataset.values() for i in split["id"])
+    manifest_ids = sorted(m["id"] for m in corpus_manifest(corpus_dir) if m["status"] == "ok")
+    stats = json.loads((current_build(corpus_dir) / "stats.json").read_text())
+    assert ids == manifest_ids, "dataset and manifest disagree"
+    assert stats["total"]["documents"] == len(ids), "stats and dataset disagree"
+    return len(ids)
+
+
+def test_the_consistency_check_catches_a_mixed_corpus(pdf_dir, tmp_path):
+    """Control: what the old writer could leave (one build's dataset, another's manifest) fails the check."""
+    out = tmp_path / "corpus"
+    build_corpus(pdf_dir, out, workers=1)
+    first = current_build(out)
+    (pdf_dir / "sub" / "doc2.pdf").unlink()
+    build_corpus(pdf_dir, out, workers=1)
+    (current_build(out) / "manifest.jsonl").write_text(
+        "".join(json.dumps(m) + "\n" for m in [*corpus_manifest(out), {"id": "gone", "status": "ok"}])
+    )
+    assert not first.exists()  # the old build was cleaned away
+    with pytest.raises(AssertionError, match="disagree"):
+        assert_consistent(out)
+
+
+@pytest.mark.parametrize("fail_at", ["save", "rename", "switch"])
+def test_a_build_that_dies_midway_leaves_the_previous_corpus_whole(pdf_dir, tmp_path, monkeypatch, fail_at):
+    out = tmp_path / "corpus"
+    build_corpus(pdf_dir, out, workers=1)
+    before = (current_build(out), assert_consistent(out))
+    write_pdf(pdf_dir / "new.pdf", [["A new report on glaciers"], *prose_pages(2)])
+    import climate_sft.corpus as corpus
+
+    def crash(*args, **kwargs):
+        raise OSError("simulated crash")
+
+    target = {
+        "save": ("datasets.DatasetDict.save_to_disk", crash),
+        "rename": ("os.replace", crash),
+        "switch": ("climate_sft.corpus.write_atomic", crash),
+    }[fail_at]
+    with monkeypatch.context() as patch:
+        patch.setattr(*target)
+        with pytest.raises(OSError, match="simulated"):
+            corpus.build_corpus(pdf_dir, out, workers=1)
+    assert (current_build(out), assert_consistent(out)) == before
+    build_corpus(pdf_dir, out, workers=1)  # the next good build takes the new file and cleans up
+    assert assert_consistent(out) == 4
+    assert [p.name for p in (out / "builds").iterdir()] == [current_build(out).name]
+
+
+def test_a_second_writer_fails_at_once_with_one_line(pdf_dir, tmp_path):
+    out = tmp_path / "corpus"
+    out.mkdir()
+    with corpus_lock(out), pytest.raises(CorpusError) as info:
+        build_corpus(pdf_dir, out, workers=1)
+    assert "is being written by `climate-sft extract` (pid" in str(info.value) and "\n" not in str(info.value)
+    build_corpus(pdf_dir, out, workers=1)  # released: the next build goes through
+
+
+@pytest.mark.parametrize("documents", [1, 2])
+def test_a_corpus_of_one_or_two_documents_builds(tmp_path, documents):
+    root = tmp_path / "pdfs"
+    root.mkdir()
+    for i in range(documents):
+        write_pdf(root / f"d{i}.pdf", [[f"Report {i} on snow"], *prose_pages(1)])
+    stats, _ = build_corpus(root, tmp_path / "corpus", workers=1)
+    assert stats["train"]["documents"] >= 1 and stats["total"]["documents"] == documents
+    assert stats["validation"]["documents"] == 0
+    assert len(load_corpus(tmp_path / "corpus")["validation"]) == 0
+
+
+def test_ctrl_c_keeps_the_corpus_and_says_how_far_it_got(pdf_dir, tmp_path, monkeypatch):
+    out = tmp_path / "corpus"
+    build_corpus(pdf_dir, out, workers=1)
+    before = current_build(out)
+    for i in range(3):
+        write_pdf(pdf_dir / f"more{i}.pdf", [[f"More on ice {i}"], *prose_pages(1)])
+    import climate_sft.corpus as corpus
+
+    real, calls = corpus.extract_file, []
+
+    def interrupted_at_the_second(path, sha, *options):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(path, sha, *options)
+
+    monkeypatch.setattr(corpus, "extract_file", interrupted_at_the_second)
+    with pytest.raises(CorpusError) as info:
+        corpus.build_corpus(pdf_dir, out, workers=1)
+    assert "interrupted after extracting 1 of 3 new PDF(s)" in str(info.value) and "not changed" in str(info.value)
+    assert current_build(out) == before and assert_consistent(out) == 3
+    monkeypatch.undo()
+    _, results = build_corpus(pdf_dir, out, workers=1)
+    assert sum(not r.from_cache for r in results) == 2  # the one done before Ctrl-C came from the cache
+
+
+def test_output_that_is_a_file_or_cannot_be_made(pdf_dir, tmp_path):
+    a_file = tmp_path / "corpus.txt"
+    a_file.write_text("notes")
+    with pytest.raises(CorpusError, match="is a file; give a folder"):
+        build_corpus(pdf_dir, a_file)
+    with pytest.raises(CorpusError, match="cannot write there"):
+        build_corpus(pdf_dir, a_file / "sub")
+    assert a_file.read_text() == "notes"

@@ -22,12 +22,37 @@ def test_smollm2_qlora_loss_falls_in_a_few_steps(bundled_corpus, tmp_path):
     """The shipped recipe's techniques (4-bit NF4, LoRA, paged 8-bit AdamW, packing) on the real model."""
     from climate_sft import train
 
-    stats = train.run(RECIPE, [
-        "--corpus_dir", str(bundled_corpus), "--output_dir", str(tmp_path / "run"), "--max_steps", "10",
-        "--max_length", "128", "--per_device_train_batch_size", "4", "--effective_batch_size", "4",
-        "--learning_rate", "2e-3", "--warmup_steps", "0", "--eval_strategy", "steps", "--eval_steps", "10",
-        "--eval_on_start", "true", "--save_strategy", "no", "--report_to", "none",
-    ])
+    stats = train.run(
+        RECIPE,
+        [
+            "--corpus_dir",
+            str(bundled_corpus),
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--max_steps",
+            "10",
+            "--max_length",
+            "128",
+            "--per_device_train_batch_size",
+            "4",
+            "--effective_batch_size",
+            "4",
+            "--learning_rate",
+            "2e-3",
+            "--warmup_steps",
+            "0",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "10",
+            "--eval_on_start",
+            "true",
+            "--save_strategy",
+            "no",
+            "--report_to",
+            "none",
+        ],
+    )
     losses = [x["loss"] for x in stats["losses"]]
     assert len(losses) == 10 and 1.0 < losses[0] < 6.0  # a trained model: far below ln(49152) = 10.8
     # training batches differ step to step; the held-out document is the same before and after

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import prose_pages, write_pdf
+from helpers import prose_pages, write_pdf
 
 from benchmarks.extraction_cases import CASES, write_cases
 from benchmarks.extraction_quality import cases, score

@@ -5,17 +5,22 @@ from __future__ import annotations
 import pytest
 import torch
 
-from climate_sft import train
 from climate_sft.config import load_recipe
 from climate_sft.corpus import load_corpus
 from climate_sft.modeling import load_tokenizer
-from climate_sft.packing import _boundaries_from_positions, register_varlen_attention, varlen_attention_forward
+from climate_sft.packing import (
+    _boundaries_from_positions,
+    register_varlen_attention,
+    varlen_attention_forward,
+    varlen_unsuitable,
+)
+from climate_sft.trainer import build_trainer
 
 
 def _trainer(tiny_recipe, attn):
     recipe = load_recipe(tiny_recipe(attn_implementation=attn, max_length=256))
     tokenizer = load_tokenizer(recipe.model)
-    trainer = train.build_trainer(recipe, load_corpus(recipe.corpus.corpus_dir), tokenizer)
+    trainer = build_trainer(recipe, load_corpus(recipe.data.corpus_dir), tokenizer)
     # LoRA B starts at zero; make the adapters matter so the test covers them too
     for name, param in trainer.model.named_parameters():
         if "lora_B" in name:
@@ -39,7 +44,7 @@ def test_a_document_scores_the_same_packed_or_alone(tiny_recipe, attn):
     second = tokenizer("The ocean absorbs heat and carbon dioxide, and its water expands.")["input_ids"]
     packed = _token_log_probs(trainer, [{"input_ids": first + second, "seq_lengths": [len(first), len(second)]}])
     alone = _token_log_probs(trainer, [{"input_ids": second, "seq_lengths": [len(second)]}])
-    after = packed[len(first):]
+    after = packed[len(first) :]
     assert after.shape == alone.shape and alone.abs().sum() > 0
     assert torch.linalg.norm(after - alone) / torch.linalg.norm(alone) < 1e-4
 
@@ -55,7 +60,8 @@ def test_the_check_would_catch_mixing(tiny_recipe):
     assert torch.linalg.norm(after - alone[1:]) / torch.linalg.norm(alone[1:]) > 1e-3
 
 
-def test_varlen_matches_per_document_causal_attention():
+def test_varlen_matches_one_attention_call_with_a_block_causal_mask():
+    """Reference: a single SDPA call over the whole packed row with an explicit block-diagonal causal mask."""
     register_varlen_attention()
     torch.manual_seed(0)
     heads, kv_heads, dim, lengths = 4, 2, 16, [5, 9, 3]
@@ -66,11 +72,40 @@ def test_varlen_matches_per_document_causal_attention():
     module = torch.nn.Module()
     module.num_key_value_groups = heads // kv_heads
     out, _ = varlen_attention_forward(module, q, k, v, None, scaling=dim**-0.5, cu_seq_lens_q=cu, cu_seq_lens_k=cu)
-    for a, b in zip(cu[:-1].tolist(), cu[1:].tolist()):
-        ref = torch.nn.functional.scaled_dot_product_attention(
-            q[:, :, a:b], k[:, :, a:b].repeat_interleave(2, 1), v[:, :, a:b].repeat_interleave(2, 1), is_causal=True
-        )
-        torch.testing.assert_close(out[0, a:b], ref[0].transpose(0, 1))
+    document = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    mask = (document[:, None] == document[None, :]) & torch.ones(total, total, dtype=torch.bool).tril()
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), attn_mask=mask
+    )
+    torch.testing.assert_close(out[0], ref[0].transpose(0, 1))
+
+
+def test_varlen_model_gives_the_logits_of_the_sdpa_block_mask(tiny_recipe):
+    """Two implementations of document separation agree through the whole model, adapters included."""
+    varlen, tokenizer = _trainer(tiny_recipe, "varlen")
+    sdpa, _ = _trainer(tiny_recipe, "sdpa")
+    sdpa.model.load_state_dict(varlen.model.state_dict())
+    first = tokenizer("Glaciers retreat as summers warm and winter snow thins.")["input_ids"]
+    second = tokenizer("The ocean absorbs heat and carbon dioxide, and its water expands.")["input_ids"]
+    row = [{"input_ids": first + second, "seq_lengths": [len(first), len(second)]}]
+    torch.testing.assert_close(_token_log_probs(varlen, row), _token_log_probs(sdpa, row), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "model_type, extra, unsuitable",
+    [
+        ("llama", {}, False),
+        ("mistral", {"sliding_window": 4096}, True),
+        ("qwen2", {"use_sliding_window": False}, False),
+        ("qwen2", {"use_sliding_window": True, "sliding_window": 512, "max_window_layers": 0}, True),
+        ("gemma2", {}, True),
+    ],
+)
+def test_varlen_only_where_it_computes_what_the_model_does(model_type, extra, unsuitable):
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(model_type, **extra)
+    assert (varlen_unsuitable(config) is not None) == unsuitable, varlen_unsuitable(config)
 
 
 def test_boundaries_come_from_restarting_position_ids():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pymupdf
 import pytest
-from conftest import PROSE, prose_pages, write_pdf
+from helpers import PROSE, prose_pages, write_pdf
 
 from climate_sft.pdf_text import PdfError, choose_title, ocr_available, read_pdf
 from climate_sft.text_rules import (

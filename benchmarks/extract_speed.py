@@ -1,12 +1,12 @@
 """Extraction speed: the full pipeline against a bare `page.get_text()` loop over the same files.
 
-    python -m climate_sft.benchmarks.extract [PDF_DIR ...] [--copies 20] [--repeats 3]
+    python -m benchmarks.extract_speed [PDF_DIR ...] [--copies 20] [--repeats 3]
     make bench-extract BENCH_PDF_DIR=~/my-pdfs
 
 The bundled corpus is 28 pages, too little to time, so it is copied `--copies` times (the copies differ in
 a byte, so each is extracted; their text is then deduplicated, as a real rerun of the same reports would
 be). Each measurement is the median of `--repeats` runs with a cold extraction cache. Results go to
-climate_sft/benchmarks/results/extract.json.
+benchmarks/results/extract.json.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Layouts differ on purpose (page size, one or two columns, header/footer and
 page-number styles, hyphenation, metadata) so that the PDF text cleaner has
 realistic material to work on. Output is byte-for-byte reproducible.
 
-    python -m climate_sft.sample_corpus.build_pdfs [--out DIR]
+    python -m scripts.build_sample_pdfs [--out DIR]
 """
 
 import argparse
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pymupdf
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1] / "climate_sft" / "sample_corpus"
 FIXED_DATE = "D:20240101000000Z"  # fixed dates (and /ID) keep rebuilds byte-identical
 LIGATURE_FI = "\ufb01"
 
@@ -29,7 +29,9 @@ LAYOUTS = {
     "02": dict(paper="letter", cols=2, serif=False, header=(PRIMER, "", "{n}"), footer=None),
     "03": dict(paper="a4", cols=2, serif=True, header=(ORG, "", "{short}"), footer=("", "", "Page {n}")),
     "04": dict(paper="letter", cols=1, serif=False, header=(PRIMER, "", ""), footer=(NOTE, "", "{n} of {total}")),
-    "05": dict(paper="a4", cols=2, serif=False, header=(PRIMER, "", ""), footer=("", "{n} of {total}", ""), meta_title=True),
+    "05": dict(
+        paper="a4", cols=2, serif=False, header=(PRIMER, "", ""), footer=("", "{n} of {total}", ""), meta_title=True
+    ),
     "06": dict(paper="a4", cols=1, serif=True, header=("Page {n}", "", PRIMER), footer=("", NOTE, "")),
     "07": dict(paper="letter", cols=2, serif=True, header=(PRIMER, "", ""), footer=("", "{n}", "")),
     "08": dict(paper="a4", cols=1, serif=True, header=(PRIMER, "", ""), footer=("", "", "Page {n}"), ligature=True),
@@ -64,9 +66,9 @@ def split_points(word):
         return []
     points = []
     for i in range(len(core) - 4, 2, -1):
-        if low[i:i + 2] in CLUSTERS and low[i + 2] in VOWELS:
-            points.append(i)
-        elif low[i] not in VOWELS and low[i + 1] in VOWELS and low[i - 1:i + 1] not in CLUSTERS:
+        cluster_then_vowel = low[i : i + 2] in CLUSTERS and low[i + 2] in VOWELS
+        consonant_then_vowel = low[i] not in VOWELS and low[i + 1] in VOWELS and low[i - 1 : i + 1] not in CLUSTERS
+        if cluster_then_vowel or consonant_then_vowel:
             points.append(i)
     return points
 
@@ -161,8 +163,11 @@ def draw_band(shape, y, templates, fields, font):
         return
     page_width = shape.page.rect.width
     left, centre, right = (t.format(**fields) for t in templates)
-    for text, x in ((left, MARGIN_X), (centre, (page_width - width(centre, font, 8)) / 2),
-                    (right, page_width - MARGIN_X - width(right, font, 8))):
+    for text, x in (
+        (left, MARGIN_X),
+        (centre, (page_width - width(centre, font, 8)) / 2),
+        (right, page_width - MARGIN_X - width(right, font, 8)),
+    ):
         if text:
             shape.insert_text((x, y), text, fontname=font, fontsize=8)
 
@@ -190,12 +195,14 @@ def build(src, out_dir):
             shape.insert_text((x, y), text, fontname=font, fontsize=size)
         draw_band(shape, rect.height - MARGIN_BOTTOM + 34, lay["footer"], fields, band_font)
         shape.commit()
-    doc.set_metadata({
-        "title": title if lay.get("meta_title") else "",
-        "creator": "climate_sft.sample_corpus.build_pdfs",
-        "creationDate": FIXED_DATE,
-        "modDate": FIXED_DATE,
-    })
+    doc.set_metadata(
+        {
+            "title": title if lay.get("meta_title") else "",
+            "creator": "climate_sft.sample_corpus.build_pdfs",  # the name the committed PDFs carry
+            "creationDate": FIXED_DATE,
+            "modDate": FIXED_DATE,
+        }
+    )
     doc.subset_fonts()  # shrinks the embedded ligature font; no-op elsewhere
     file_id = hashlib.md5(src.read_bytes()).hexdigest().upper()  # stable /ID instead of a random one
     doc.xref_set_key(-1, "ID", f"[<{file_id}><{file_id}>]")

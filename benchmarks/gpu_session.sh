@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU experiments behind the numbers in climate_sft/benchmarks/README.md, one command per machine.
+# The GPU experiments behind the numbers in benchmarks/README.md, one command per machine.
 #
 #   single  (4 GPUs, one experiment each, run side by side):  GPUs 0 and 1: the `make bench` sweeps
 #           (train_speed.py); GPU 2: GPU tests, then the seed (fp16) recipe for 30 steps; GPU 3: the bf16
@@ -23,8 +23,8 @@ MODEL=/tmp/llama-3.2-3b-random
 CORPUS=/tmp/bench_corpus
 nvidia-smi -L | tee "$OUT/gpus.txt"
 python3 -c "import torch, transformers, trl, peft; print(torch.__version__, transformers.__version__, trl.__version__, peft.__version__)" | tee -a "$OUT/gpus.txt"
-python3 -m climate_sft.random_model "$MODEL" --arch llama-3.2-3b --tokenizer data/tokenizer >/dev/null &
-python3 -m climate_sft.benchmarks.bench_corpus "$CORPUS" --documents 600 | tail -1
+python3 -m scripts.random_model "$MODEL" --arch llama-3.2-3b --tokenizer data/tokenizer >/dev/null &
+python3 -m benchmarks.bench_corpus "$CORPUS" --documents 600 | tail -1
 wait
 
 # A run's numbers: training_stats.json, copied out under the run's name.
@@ -41,7 +41,7 @@ train() {  # train NAME GPUS ACCELERATE_CONFIG RECIPE [recipe flags...]
 if [ "$mode" = single ]; then
   bench() {  # bench GPU NAME VARIANTS...: one train_speed sweep on one GPU
     local gpu=$1 name=$2; shift 2
-    CUDA_VISIBLE_DEVICES=$gpu timeout 540 python3 -m climate_sft.benchmarks.train_speed --model "$MODEL" \
+    CUDA_VISIBLE_DEVICES=$gpu timeout 540 python3 -m benchmarks.train_speed --model "$MODEL" \
       --corpus "$CORPUS" --warmup 1 --steps 3 --out "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
     echo "$name: exit $?"
   }
@@ -58,10 +58,10 @@ elif [ "$mode" = bench ]; then
   # The benchmark of record: each sweep alone in its process, few CPU threads each, so that four side by
   # side do not slow each other's kernel launches (seen in the first session: 4x slower small steps).
   export OMP_NUM_THREADS=8 MKL_NUM_THREADS=8
-  python3 -m climate_sft.benchmarks.bench_corpus /tmp/small_corpus --documents 140 | tail -1
+  python3 -m benchmarks.bench_corpus /tmp/small_corpus --documents 140 | tail -1
   bench() {  # bench GPU NAME VARIANTS...
     local gpu=$1 name=$2; shift 2
-    CUDA_VISIBLE_DEVICES=$gpu timeout 480 python3 -m climate_sft.benchmarks.train_speed --model "$MODEL" \
+    CUDA_VISIBLE_DEVICES=$gpu timeout 480 python3 -m benchmarks.train_speed --model "$MODEL" \
       --corpus "$CORPUS" --warmup 2 --steps 3 --out "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
     echo "$name: exit $?"
   }
@@ -72,21 +72,21 @@ elif [ "$mode" = bench ]; then
        --load_in_4bit false --dtype bfloat16)
   # bitsandbytes' 8-bit optimizers cannot update FSDP2's DTensor shards: plain fused AdamW there
   train fsdp_lora 2,3 accelerate_configs/fsdp.yaml recipes/qlora_h100_bf16.yaml "${run[@]}" --optim adamw_torch_fused
-  CUDA_VISIBLE_DEVICES=3 timeout 120 python3 -m climate_sft.benchmarks.reload_check /tmp/runs/fsdp_lora \
+  CUDA_VISIBLE_DEVICES=3 timeout 120 python3 -m benchmarks.reload_check /tmp/runs/fsdp_lora \
     2>>"$OUT/reload.log" | tail -1 | tee -a "$OUT/reload.jsonl" &
   bench 2 bench_fast_other --variant fast_no_checkpointing:2,4,6 --variant fast_all_linear:32
   wait
   tail -n 14 "$OUT"/bench_*.log
   (cd "$OUT" && tar czf gpu-bench.tgz --remove-files ./*.json ./*.log ./*.txt ./*.jsonl 2>/dev/null)
 elif [ "$mode" = multi ]; then
-  python3 -m climate_sft.benchmarks.bench_corpus /tmp/small_corpus --documents 140 | tail -1
+  python3 -m benchmarks.bench_corpus /tmp/small_corpus --documents 140 | tail -1
   # 20 steps, effective batch 8 sequences of 2048 tokens: 4 per GPU on two GPUs, 4 x 2 accumulation on one.
   # Same seed and data order, so the losses are comparable step by step.
   run=(--corpus_dir /tmp/small_corpus --max_steps 20 --per_device_train_batch_size 4 --effective_batch_size 8
        --eval_strategy steps --eval_steps 20 --save_strategy steps --save_steps 20 --logging_steps 1 --seed 7)
   lora=(--load_in_4bit false --dtype bfloat16)
   q=recipes/qlora_h100_bf16.yaml
-  CUDA_VISIBLE_DEVICES=0 timeout 200 python3 -m climate_sft.benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" \
+  CUDA_VISIBLE_DEVICES=0 timeout 200 python3 -m benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" \
     --warmup 2 --steps 3 --profile --out "$OUT/profile.json" --variant fast:4 --variant seed:32 > "$OUT/profile.log" 2>&1 &
   profile=$!
   (train ddp_qlora 1,2 accelerate_configs/multi_gpu.yaml $q "${run[@]}"
@@ -99,7 +99,7 @@ elif [ "$mode" = multi ]; then
   train fsdp_lora 0,3 accelerate_configs/fsdp.yaml $q "${run[@]}" "${lora[@]}"
   wait $pair
   for name in zero3_lora fsdp_lora zero2_qlora; do
-    CUDA_VISIBLE_DEVICES=1 timeout 120 python3 -m climate_sft.benchmarks.reload_check "/tmp/runs/$name" 2>>"$OUT/reload.log" | tail -1 | tee -a "$OUT/reload.jsonl"
+    CUDA_VISIBLE_DEVICES=1 timeout 120 python3 -m benchmarks.reload_check "/tmp/runs/$name" 2>>"$OUT/reload.log" | tail -1 | tee -a "$OUT/reload.jsonl"
   done
   tail -n 3 "$OUT"/*_lora.log "$OUT"/*_qlora.log
   # the device returns at most 8 files: everything in one archive

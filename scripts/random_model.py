@@ -3,7 +3,7 @@
 Weights do not change memory or speed, so a random model of the real architecture measures both honestly
 where the real weights cannot be downloaded. Its quality numbers mean nothing.
 
-    python -m climate_sft.random_model OUT_DIR --arch llama-3.2-3b --tokenizer TOKENIZER_DIR
+    python -m scripts.random_model OUT_DIR --arch llama-3.2-3b --tokenizer TOKENIZER_DIR
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ ARCHITECTURES = {
 }
 
 
-def save_random_model(out_dir: str | Path, arch: str, tokenizer_dir: str | Path, seed: int = 0, dtype: str = "bfloat16") -> Path:
+def save_random_model(
+    out_dir: str | Path, arch: str, tokenizer_dir: str | Path, seed: int = 0, dtype: str = "bfloat16"
+) -> Path:
     """Save a random-init LlamaForCausalLM of `arch` with the tokenizer from `tokenizer_dir` beside it."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM

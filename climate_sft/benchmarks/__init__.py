@@ -1,1 +1,0 @@
-"""Benchmarks that write their numbers to files (results/), run by `make bench-extract` and `make bench`."""

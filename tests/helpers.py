@@ -1,0 +1,76 @@
+"""Helpers the tests share: PDFs built on the fly (every bad-input case is a real file) and tiny recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+PROSE = (
+    "The ocean has absorbed more than ninety percent of the excess heat trapped by greenhouse gases "
+    "since the nineteen seventies. Warmer water expands, and this thermal expansion raises sea level "
+    "even before any ice melts on land. "
+)
+
+
+def write_pdf(path: Path, pages: list[list[str]], title: str = "", **save_kwargs) -> Path:
+    """A PDF whose page i shows the lines pages[i], one line per 14 pt, in Helvetica."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    for lines in pages:
+        page = doc.new_page()
+        for n, line in enumerate(lines):
+            page.insert_text((72, 72 + 14 * n), line, fontname="helv", fontsize=11)
+    if title:
+        doc.set_metadata({"title": title})
+    doc.save(path, **save_kwargs)
+    return path
+
+
+def prose_pages(n_pages: int, header: str = "Climate Primer Series", words_per_line: int = 12) -> list[list[str]]:
+    """Pages of prose with a running header and a page-number footer, like a real report."""
+    words = (PROSE * 6).split()
+    lines = [" ".join(words[i : i + words_per_line]) for i in range(0, len(words), words_per_line)]
+    return [[header, "", *lines, "", str(p + 1)] for p in range(n_pages)]
+
+
+def write_recipe(path: Path, **values) -> Path:
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+def recipe_maker(tmp_path: Path, model_dir: Path, corpus_dir: Path):
+    """A function writing a recipe for a few CPU steps of a tiny model; keyword arguments override keys."""
+
+    def make(**overrides) -> Path:
+        values = dict(
+            model_name_or_path=str(model_dir),
+            dtype="float32",
+            attn_implementation="sdpa",
+            use_peft=True,
+            lora_r=4,
+            lora_alpha=8,
+            lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+            corpus_dir=str(corpus_dir),
+            max_length=64,
+            packing=True,
+            use_cpu=True,
+            bf16=False,
+            gradient_checkpointing=True,
+            optim="adamw_torch",
+            learning_rate=1e-3,
+            max_steps=3,
+            per_device_train_batch_size=2,
+            logging_steps=1,
+            eval_strategy="no",
+            save_strategy="no",
+            report_to="none",
+            output_dir=str(tmp_path / "run"),
+            dataloader_num_workers=0,
+            seed=0,
+        )
+        values.update(overrides)
+        return write_recipe(tmp_path / "recipe.yaml", **values)
+
+    return make
