@@ -48,6 +48,8 @@ def test_extract_prints_the_summary(pdf_dir, tmp_path):
         (("train", "--config", "{tmp}"), "is a folder"),
         (("extract", "--workers", "0", "--output", "{tmp}/c"), "--workers 0: give at least 1"),
         (("extract", "--split", "abc", "--output", "{tmp}/c"), "--split abc: give three"),
+        (("extract", "--shard", "2/2", "--output", "{tmp}/c"), "--shard 2/2: give I/N with 0 <= I < N"),
+        (("extract", "--shard", "one", "--output", "{tmp}/c"), "--shard one: give I/N"),
         (("eval", "{tmp}"), "no finished training run here"),
         (("report", "{tmp}"), "no training_stats.json"),
     ],
@@ -85,6 +87,14 @@ def test_every_recipe_problem_on_its_own_line(tiny_recipe, run_cli):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 2, err
     assert all(line.startswith("climate-sft train: error: ") for line in lines)
+
+
+def test_extract_shards_then_builds(pdf_dir, tmp_path, run_cli):
+    out = str(tmp_path / "c")
+    code, stdout, _ = run_cli("extract", str(pdf_dir), "--output", out, "--workers", "1", "--shard", "1/2")
+    assert code == 0 and stdout.startswith("shard 1/2: ") and "without --shard to build the corpus" in stdout
+    code, stdout, _ = run_cli("extract", str(pdf_dir), "--output", out, "--workers", "1")
+    assert code == 0 and "3 documents" in stdout
 
 
 def test_extract_flags_reach_the_corpus(pdf_dir, tmp_path, run_cli):

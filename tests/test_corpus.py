@@ -18,6 +18,7 @@ from climate_sft.corpus import (
     load_corpus,
     split_documents,
 )
+from climate_sft.pdf_text import CLEANER_VERSION
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 10, 57])
@@ -258,3 +259,29 @@ def test_output_that_is_a_file_or_cannot_be_made(pdf_dir, tmp_path):
     with pytest.raises(CorpusError, match="cannot write there"):
         build_corpus(pdf_dir, a_file / "sub")
     assert a_file.read_text() == "notes"
+
+
+def test_two_shards_then_a_plain_run_builds_from_their_caches(pdf_dir, tmp_path, monkeypatch):
+    for i in range(3):
+        write_pdf(pdf_dir / f"more{i}.pdf", [[f"More on ice {i}"], *prose_pages(1)])
+    out = tmp_path / "corpus"
+    shares = [build_corpus(pdf_dir, out, workers=1, shard=(i, 2))[1] for i in (0, 1)]
+    assert sorted(r.source for share in shares for r in share) == sorted(str(p) for p in pdf_dir.rglob("*.pdf"))
+    assert not (out / "CURRENT").exists()  # a shard only extracts
+    calls = []
+    monkeypatch.setattr("climate_sft.pdf_text.read_pdf", lambda *args, **kwargs: calls.append(args))
+    stats, results = build_corpus(pdf_dir, out, workers=1)
+    assert calls == [] and all(r.from_cache for r in results) and stats["total"]["documents"] == 6
+    plain = tmp_path / "plain"
+    monkeypatch.undo()
+    build_corpus(pdf_dir, plain, workers=1)
+    assert load_corpus(out)["train"]["text"] == load_corpus(plain)["train"]["text"]
+
+
+def test_cache_files_are_per_option(pdf_dir, tmp_path):
+    out = tmp_path / "corpus"
+    build_corpus(pdf_dir, out, workers=1)
+    _, results = build_corpus(pdf_dir, out, workers=1, keep_back_matter=True)
+    assert not any(r.from_cache for r in results)  # other options, other text: not read from the first cache
+    stem = f"extract-v{CLEANER_VERSION}"
+    assert sorted(p.name for p in (out / "cache").iterdir()) == [f"{stem}-keep-back-matter.jsonl", f"{stem}.jsonl"]
