@@ -79,6 +79,9 @@ bench-extract-quality: install  ## extraction vs reference text, get_text, pymup
 	$(if $(REAL_DIR),test -d $(REAL_DIR) || $(BIN)/python -m benchmarks.real_articles $(REAL_DIR))
 	$(BIN)/python -m benchmarks.extraction_quality $(if $(REAL_DIR),--real $(REAL_DIR))
 
+bench-extract-scale: install  ## pages/s and peak memory of extract on 1,000 and 10,000 generated PDFs (~10 min)
+	$(BIN)/python -m benchmarks.extract_scale $(ARGS)
+
 bench: install  ## one-GPU speed/memory benchmark (needs a CUDA GPU; see benchmarks/README.md)
 	$(BIN)/python -m benchmarks.train_speed $(ARGS)
 
