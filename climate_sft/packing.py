@@ -128,15 +128,19 @@ def register_varlen_attention() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN, varlen_mask)
 
 
-def tokenize_documents(dataset, tokenizer, text_field: str = "text"):
+def encode_documents(texts: list[str], tokenizer) -> list[list[int]]:
     """Token ids per document, with the EOS that TRL appends to every language-modeling example."""
     eos = tokenizer.eos_token or ""
+    return tokenizer([t if t.endswith(eos) else t + eos for t in texts], add_special_tokens=False)["input_ids"]
 
-    def encode(batch):
-        texts = [t if t.endswith(eos) else t + eos for t in batch[text_field]]
-        return {"input_ids": tokenizer(texts, add_special_tokens=False)["input_ids"]}
 
-    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
+def tokenize_documents(dataset, tokenizer, text_field: str = "text"):
+    """`encode_documents` over a dataset's text column."""
+    return dataset.map(
+        lambda batch: {"input_ids": encode_documents(batch[text_field], tokenizer)},
+        batched=True,
+        remove_columns=dataset.column_names,
+    )
 
 
 def split_token_stats(corpus, splits, tokenizer, args) -> dict[str, dict]:
