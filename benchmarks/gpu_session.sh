@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # The GPU experiments behind the numbers in benchmarks/README.md, one command per machine.
 #
+#   speed   (1 GPU, e.g. one H200): the benchmark of record under an 80 GB cap (an H100's memory): the naive
+#           path pushed to its limit (a 30 s step cap), Unsloth (benchmarks/peer_unsloth.py, its own site from
+#           .peer-site.tar.xz), then the seed, tuned and lever rows, all in one process per sweep, one after
+#           the other; train_speed.json holds every row
+#   levers  (1 GPU): the second half: GPU tests, regional compile, offload, a kernel profile of the best row, and
+#           the seed-vs-tuned loss comparison over the same 20 steps
 #   single  (4 GPUs, one experiment each, run side by side):  GPUs 0 and 1: the `make bench` sweeps
 #           (train_speed.py); GPU 2: GPU tests, then the seed (fp16) recipe for 30 steps; GPU 3: the bf16
 #           recipe for 30 steps (both through accelerate launch, largest batch within effective batch 32)
@@ -9,13 +15,14 @@
 #   multi   (4 GPUs): DDP, DeepSpeed ZeRO-2/3 and FSDP on GPU pairs for 20 steps, one-GPU references at the
 #           same effective batch, reload checks of sharded adapters on one GPU, and a kernel profile
 #
-# Needs: .devsite/ (../shared/device/build-site.sh), data/tokenizer/ (any saved tokenizer; the SmolLM2 one
+# Needs: .devsite/ or .devsite.tar.xz (../shared/device/build-site.sh, then tar -cJf), data/tokenizer/ (any saved tokenizer; the SmolLM2 one
 # from `make demo` is used), a GPU machine. Results go to $OUT (or ./gpu-results).
 # The model is a randomly initialised Llama-3.2-3B (exact architecture): weights change neither memory
 # nor speed, and the real ones cannot be downloaded there.
 set -uo pipefail
-mode=${1:?usage: gpu_session.sh single|multi|bench}
+mode=${1:?usage: gpu_session.sh speed|levers|single|multi|bench}
 OUT=${OUT:-$PWD/gpu-results}
+[ -d .devsite ] || tar -xJf .devsite.tar.xz  # the archive travels: the folder is over the device's carry limit
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD/.devsite:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -38,7 +45,42 @@ train() {  # train NAME GPUS ACCELERATE_CONFIG RECIPE [recipe flags...]
   cp "/tmp/runs/$name/training_stats.json" "$OUT/$name.json" 2>/dev/null
 }
 
-if [ "$mode" = single ]; then
+cap=(--memory-cap-gib 79.2)  # an H100's 80 GB, less what CUDA's context takes
+if [ "$mode" = speed ]; then
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # as Unsloth sets for itself: reserved ~ allocated
+  sweep() {  # sweep NAME SECONDS ARGS...: one train_speed process
+    local name=$1 seconds=$2; shift 2
+    timeout "$seconds" python3 -m benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" "${cap[@]}" \
+      --out "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
+    echo "$name: exit $?"
+  }
+  sweep naive 150 --warmup 1 --steps 2 --step-time-cap 30 --variant naive:8,16,32
+  mkdir -p /tmp/peer-site && tar -xJf .peer-site.tar.xz -C /tmp/peer-site
+  PYTHONPATH=/tmp/peer-site timeout 120 python3 benchmarks/peer_unsloth.py --model "$MODEL" --corpus "$CORPUS" \
+    --batches 16,32 --warmup 2 --steps 3 --memory-cap-gb 79.2 --out "$OUT/unsloth.json" > "$OUT/unsloth.log" 2>&1
+  echo "unsloth: exit $?"
+  sweep train_speed 240 --warmup 2 --steps 3 --include "$OUT/naive.json" --include "$OUT/unsloth.json" \
+    --variant fast_no_checkpointing:16,20 --variant fast_every_2nd_layer:24,32 --variant fast:128 --variant seed:64
+  tail -n 25 "$OUT/train_speed.log"
+elif [ "$mode" = levers ]; then
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  timeout 100 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider > "$OUT/gpu_tests.log" 2>&1
+  echo "gpu tests: exit $? ($(tail -n 1 "$OUT/gpu_tests.log"))"
+  # the same 20 steps, data and seed: does speed change the mathematics?
+  timeout 200 python3 -m benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" "${cap[@]}" --warmup 0 \
+    --steps 20 --override "--seed 7" --variant seed:16 --variant fast:16 --variant fast_no_checkpointing:16 \
+    --out "$OUT/loss_parity.json" > "$OUT/loss_parity.log" 2>&1
+  echo "loss parity: exit $?"
+  ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION=1 timeout 150 python3 -m benchmarks.train_speed --model "$MODEL" \
+    --corpus "$CORPUS" "${cap[@]}" --warmup 3 --steps 3 --variant fast_offload:128 \
+    --variant fast_compiled_no_checkpointing:16 --out "$OUT/levers.json" > "$OUT/levers.log" 2>&1
+  echo "levers: exit $?"
+  timeout 90 python3 -m benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" "${cap[@]}" --warmup 2 \
+    --steps 3 --variant fast_no_checkpointing:16 --profile fast_no_checkpointing:16 --out "$OUT/profile.json" \
+    > "$OUT/profile.log" 2>&1
+  echo "profile: exit $?"
+  tail -n 6 "$OUT"/loss_parity.log "$OUT"/levers.log
+elif [ "$mode" = single ]; then
   bench() {  # bench GPU NAME VARIANTS...: one train_speed sweep on one GPU
     local gpu=$1 name=$2; shift 2
     CUDA_VISIBLE_DEVICES=$gpu timeout 540 python3 -m benchmarks.train_speed --model "$MODEL" \

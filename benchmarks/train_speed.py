@@ -57,6 +57,14 @@ VARIANTS = {
     "bf16": ("qlora_h100_bf16", []),
     "fast": ("qlora_h100_fast", []),
     "fast_no_checkpointing": ("qlora_h100_fast", ["--gradient_checkpointing", "false"]),
+    # levers (benchmarks/LEVERS_RESEARCH.md): recompute every other layer only; checkpoint boundaries in pinned
+    # host memory (transformers' own offload); regional torch.compile of the decoder layers, no recomputation
+    "fast_every_2nd_layer": ("qlora_h100_fast", ["--gradient_checkpointing_kwargs", '{"every_n_layers": 2}']),
+    "fast_offload": ("qlora_h100_fast", ["--gradient_checkpointing_kwargs", '{"offload": true}']),
+    "fast_compiled_no_checkpointing": (
+        "qlora_h100_fast",
+        ["--gradient_checkpointing", "false", "--torch_compile", "true"],
+    ),
 }
 
 
@@ -175,6 +183,7 @@ def run_point(variant: str, batch: int, args, corpus, tokenizer) -> dict:
         trainer = build(recipe, subset, tokenizer, callbacks)
         trainer.train()
         checkpointing = bool(recipe.training.gradient_checkpointing)
+        every_n = (recipe.training.gradient_checkpointing_kwargs or {}).get("every_n_layers", 1)
         tokens_per_s = clock.tokens_per_second(skip=args.warmup)
         timed_tokens = clock.step_tokens()[args.warmup :]
         result.update(
@@ -183,7 +192,11 @@ def run_point(variant: str, batch: int, args, corpus, tokenizer) -> dict:
             median_step_s=round(clock.median_step_seconds(skip=args.warmup) or clock.step_seconds()[-1], 4),
             tokens_per_s=round(tokens_per_s, 1) if tokens_per_s else None,
             mfu=round(
-                tokens_per_s * (6 if checkpointing else 4) * matmul_params(trainer.model.config) / DENSE_BF16_FLOPS, 4
+                tokens_per_s
+                * (4 + 2 / every_n if checkpointing else 4)
+                * matmul_params(trainer.model.config)
+                / DENSE_BF16_FLOPS,
+                4,
             )
             if tokens_per_s
             else None,
@@ -262,15 +275,6 @@ def main(argv: list[str] | None = None) -> None:
     cap = cap_memory(args.memory_cap_gib)
     corpus = load_corpus(args.corpus)
     tokenizer = load_tokenizer(ModelArguments(model_name_or_path=args.model))
-    results = []
-    for spec in args.variant:
-        name, _, batches = spec.partition(":")
-        for batch in [int(b) for b in batches.split(",")]:
-            result = run_point(name, batch, args, corpus, tokenizer)
-            results.append(result)
-            print(json.dumps(result), flush=True)
-            if result["status"] != "ok":
-                break
     peers = [row for path in args.include for row in json.loads(path.read_text())["results"]]
     record = {
         "command": " ".join(["python -m benchmarks.train_speed", *(sys.argv[1:] if argv is None else argv)]),
@@ -283,11 +287,21 @@ def main(argv: list[str] | None = None) -> None:
         "warmup_steps": args.warmup,
         "timed_steps": args.steps,
         "versions": {m.__name__: m.__version__ for m in (torch, transformers, trl)},
-        "mfu_formula": "tokens/s x (4 + 2*gradient_checkpointing) x N_matmul / 989e12",
-        "results": results + peers,
+        "mfu_formula": "tokens/s x (4 + 2 x share of layers recomputed) x N_matmul / 989e12",
+        "results": peers,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out, json.dumps(record, indent=2) + "\n")
+    results = []
+    for spec in args.variant:
+        name, _, batches = spec.partition(":")
+        for batch in [int(b) for b in batches.split(",")]:
+            result = run_point(name, batch, args, corpus, tokenizer)
+            results.append(result)
+            print(json.dumps(result), flush=True)
+            # written after every row: a sweep cut short by a time limit keeps what it measured
+            write_atomic(args.out, json.dumps(record | {"results": results + peers}, indent=2) + "\n")
+            if result["status"] != "ok":
+                break
     print(table(results + peers))
 
 
