@@ -1,6 +1,7 @@
 """The `climate-sft` command: one subcommand per stage, plus the shipped recipes.
 
-    climate-sft extract PDF_DIR --output CORPUS_DIR [--ocr] [--keep-back-matter] [--languages en,fr] [--shard I/N]
+    climate-sft extract SOURCE --output CORPUS_DIR   (a folder of PDFs / .txt / .md, a .jsonl file, or
+        --dataset_name NAME) [--ocr] [--keep-back-matter] [--languages en,fr] [--shard I/N]
     climate-sft train --config RECIPE [--dry-run] [--key value ...]
     climate-sft find-batch-size --config RECIPE
     climate-sft eval RUN_DIR
@@ -63,17 +64,25 @@ def _cp(args: argparse.Namespace) -> None:
 
 def _extract(args: argparse.Namespace) -> None:
     from climate_sft.corpus import SAMPLE_PDF_DIR, build_corpus, shard_summary, summary
+    from climate_sft.sources import HubDataset
 
     ratios = tuple(float(r) for r in args.split.split(",")) if _is_ratios(args.split) else ()
     if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
         raise UserError(f"--split {args.split}: give three non-negative ratios, e.g. 0.9,0.05,0.05")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers}: give at least 1 (or leave it out to use every core)")
+    if args.dataset_name and args.source:
+        raise UserError(f"give SOURCE ({args.source}) or --dataset_name ({args.dataset_name}), not both")
+    if args.dataset_name:
+        source = HubDataset(args.dataset_name, args.dataset_config, args.dataset_train_split)
+    else:
+        source = args.source or SAMPLE_PDF_DIR
     shard = _shard(args.shard) if args.shard else None
     languages = [code.strip() for code in args.languages.split(",") if code.strip()] if args.languages else None
-    pdf_dir = args.pdf_dir or SAMPLE_PDF_DIR
     options = dict(ocr=args.ocr, keep_back_matter=args.keep_back_matter, languages=languages)
-    stats, results = build_corpus(pdf_dir, args.output, ratios, args.seed, args.workers, shard, **options)
+    stats, results = build_corpus(
+        source, args.output, ratios, args.seed, args.workers, shard, text_field=args.text_field, **options
+    )
     if shard:
         print(shard_summary(shard, results, Path(args.output)))
     else:
@@ -123,8 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climate-sft", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("extract", help="PDF folder -> cleaned, split `datasets` corpus")
-    p.add_argument("pdf_dir", nargs="?", default=None, help="folder of PDFs (default: the bundled sample)")
+    p = sub.add_parser("extract", help="PDFs, text files, JSONL or a dataset -> cleaned, split `datasets` corpus")
+    p.add_argument(
+        "source",
+        nargs="?",
+        default=None,
+        help="folder of PDFs, .txt and .md files, or a .jsonl file (default: the bundled sample PDFs)",
+    )
+    # TRL's names for a dataset read by `datasets.load_dataset`
+    p.add_argument("--dataset_name", help="hub dataset id, or a local dataset folder (also from save_to_disk)")
+    p.add_argument("--dataset_config", help="the dataset's configuration name")
+    p.add_argument("--dataset_train_split", default="train", help="the split read as documents (default: train)")
+    p.add_argument(
+        "--text-field",
+        "--dataset_text_field",
+        dest="text_field",
+        default="text",
+        help="field of .jsonl records / column of the dataset holding the text (default: text)",
+    )
     p.add_argument("--output", default="data/corpus", help="corpus folder to write (default: data/corpus)")
     p.add_argument("--split", default="0.9,0.05,0.05", help="train,validation,test ratios by document")
     p.add_argument("--seed", type=int, default=42, help="seed of the document split")

@@ -65,6 +65,40 @@ class DataArguments:
     corpus_dir: str = field(default="data/corpus", metadata={"help": "corpus folder written by `climate-sft extract`"})
     eval_split: str = field(default="validation", metadata={"help": "split for validation loss during training"})
     test_split: str = field(default="test", metadata={"help": "held-out split that `climate-sft eval` scores"})
+    # str: the command line gives a YAML mapping as text, `--mix "{data/general: 0.2}"`
+    mix: dict[str, float] | str | None = field(
+        default=None,
+        metadata={
+            "help": "other corpus folders mixed into training, each with its share of the training tokens (the "
+            "run's corpus_dir gives the rest, and its validation and test splits): {data/general: 0.2}"
+        },
+    )
+
+    def __post_init__(self):
+        if isinstance(self.mix, str):
+            try:
+                self.mix = yaml.safe_load(self.mix)
+            except yaml.YAMLError:
+                raise Problems([("mix", f"not a YAML mapping: {self.mix!r}")]) from None
+        mix = self.mix or {}
+        shape_ok = isinstance(mix, dict) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) for w in mix.values()
+        )
+        _raise_problems(
+            [("mix", not shape_ok, "write one `corpus_folder: share` line per corpus, e.g. data/general: 0.2")]
+        )
+        self.mix = {str(path): float(w) for path, w in mix.items()} or None
+        _raise_problems(
+            [
+                ("mix", any(not 0 < w < 1 for w in mix.values()), "each share must be between 0 and 1"),
+                ("mix", sum(mix.values()) >= 1, "the shares must add up to less than 1: corpus_dir gives the rest"),
+                (
+                    "mix",
+                    Path(self.corpus_dir).resolve() in {Path(p).resolve() for p in mix},
+                    f"corpus_dir {self.corpus_dir} is mixed in already; list the other corpora",
+                ),
+            ]
+        )
 
 
 _MODULE_NAME = re.compile(r"^[\w.\-]+$")
@@ -141,6 +175,12 @@ class TrainingConfig(SFTConfig):
             [
                 ("fp16", bool(self.fp16 and self.bf16), "fp16 and bf16 are both true: keep one (bf16 on H100/A100)"),
                 ("learning_rate", self.learning_rate <= 0, f"must be positive, got {self.learning_rate}"),
+                (
+                    "dataset_text_field",
+                    self.dataset_text_field != "text",
+                    "a corpus keeps its text in 'text': choose the field when building it "
+                    f"(`climate-sft extract ... --text-field {self.dataset_text_field}`)",
+                ),
                 (
                     "num_train_epochs",
                     self.max_steps <= 0 and self.num_train_epochs <= 0,
@@ -335,6 +375,11 @@ class RecipeParser(TrlParser):
         )
 
     def _unknown(self, key: str) -> str:
+        if key in _DATASET_KEYS:
+            return (
+                f"key '{key}': a dataset becomes a corpus first: `climate-sft extract --{key} ... --output DIR`, "
+                "then corpus_dir: DIR (or mix: {DIR: share})"
+            )
         close = difflib.get_close_matches(key, self._actions_by_key, n=1)
         hint = f"did you mean '{close[0]}'?" if close else "`climate-sft train --help-keys` lists the known keys"
         return f"unknown key '{key}': {hint}"
@@ -388,6 +433,11 @@ class RecipeParser(TrlParser):
                     help_text = (f.metadata.get("help") or "").strip().splitlines()
                     lines.append(f"  {f.name}: {help_text[0] if help_text else ''}")
         return "\n".join(lines)
+
+
+# TRL's ScriptArguments name a dataset to train on directly; here a dataset is built into a corpus first, so that
+# its documents get ids, content hashes and a held-out split that `climate-sft eval` can score.
+_DATASET_KEYS = ("dataset_name", "dataset_config", "dataset_train_split", "dataset_test_split", "dataset_streaming")
 
 
 def _expected(action, value: Any) -> str:
@@ -456,6 +506,12 @@ def preflight(recipe: Recipe, check_modules: bool = True) -> None:
             )
     except CorpusError as error:
         problems.append(("corpus_dir", str(error)))
+    for path in data.mix or {}:
+        try:
+            if not check_corpus(path).get("train"):
+                problems.append(("mix", f"{path}: the corpus has no training documents"))
+        except CorpusError as error:
+            problems.append(("mix", str(error)))
     model_ok = True
     try:
         check_model_source(recipe.model.model_name_or_path)
@@ -497,6 +553,7 @@ def resolved_values(recipe: Recipe) -> dict[str, Any]:
     any folder: the corpus, output and a local model folder are written as absolute paths."""
     out = {
         "corpus_dir": str(Path(recipe.data.corpus_dir).resolve()),
+        **({"mix": {str(Path(p).resolve()): w for p, w in recipe.data.mix.items()}} if recipe.data.mix else {}),
         "output_dir": str(Path(recipe.training.output_dir).resolve()),
     }
     model = Path(recipe.model.model_name_or_path).expanduser()

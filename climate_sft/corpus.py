@@ -1,4 +1,7 @@
-"""Stage 2: a folder of PDFs -> a `datasets.DatasetDict` split by document, saved to a corpus folder.
+"""Stage 2: PDFs and other texts -> a `datasets.DatasetDict` split by document, saved to a corpus folder.
+
+A source is a folder (PDFs, and `.txt` / `.md` files read by `sources.py`), a `.jsonl` file or a `datasets`
+dataset (`sources.HubDataset`); every input becomes a manifest line with its kind, every usable one a document.
 
 Corpus folder layout (what `build_corpus` writes and `load_corpus` reads):
 
@@ -40,7 +43,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from climate_sft import UserError
+from climate_sft import UserError, sources
+from climate_sft.sources import HubDataset
 
 SAMPLE_PDF_DIR = Path(__file__).parent / "sample_corpus" / "pdfs"
 SPLITS = ("train", "validation", "test")
@@ -58,6 +62,7 @@ class FileResult:
     source: str
     sha256: str
     status: str  # "ok" | "skipped" | "duplicate"
+    kind: str = "pdf"  # "pdf" | "text" | "jsonl" | "dataset" (sources.py)
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
     id: str = ""
@@ -230,6 +235,38 @@ def keep_languages(results: list[FileResult], languages: list[str]) -> None:
             result.reason = f"language {result.language or 'unknown'}, not in --languages {','.join(languages)}"
 
 
+def read_inputs(
+    source: Path | HubDataset,
+    cache_dir: Path,
+    spool: Path,
+    workers: int | None = None,
+    text_field: str = "text",
+    **pdf_options,
+) -> list[tuple[FileResult, CachedText]]:
+    """Every input of `source` and where its text is: PDFs through extraction and its cache; other texts are
+    written to `spool`, a scratch JSON-lines file, and read back from there when the dataset is written."""
+    if isinstance(source, HubDataset):
+        texts, found = sources.read_dataset(source, text_field), []
+    elif source.is_file():
+        texts, found = sources.read_jsonl(source, text_field), []
+    else:
+        has_pdfs = any(p.is_file() and p.suffix.lower() == ".pdf" for p in source.rglob("*"))
+        # pymupdf only where there are PDFs
+        found = extract_folder(source, cache_dir, workers, None, **pdf_options) if has_pdfs else []
+        texts = map(sources.read_text_file, sources.text_files(source))
+    with open(spool, "wb") as f:
+        for t in tqdm(texts, desc="read", unit="doc", disable=None):
+            result = FileResult(source=t.source, sha256=t.sha256, status="ok", kind=t.kind, reason=t.reason)
+            if t.text:
+                result.id, result.title, result.characters = t.sha256[:16], t.title, len(t.text)
+                result.text_sha256 = text_sha256(t.text)
+            else:
+                result.status = "skipped"
+            found.append((result, CachedText(spool, f.tell())))
+            f.write(json.dumps({"text": t.text}).encode() + b"\n")
+    return found
+
+
 def mark_duplicates(results: list[FileResult]) -> None:
     """Keep the first of files with the same bytes or the same extracted text."""
     seen: dict[str, str] = {}
@@ -364,32 +401,40 @@ def write_corpus(corpus_dir: Path, splits: dict[str, list[dict]], manifest: str,
 
 
 def build_corpus(
-    pdf_dir: str | Path = SAMPLE_PDF_DIR,
+    source: str | Path | HubDataset = SAMPLE_PDF_DIR,
     output_dir: str | Path = "data/corpus",
     ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
     seed: int = 42,
     workers: int | None = None,
     shard: tuple[int, int] | None = None,
+    text_field: str = "text",
     ocr: bool = False,
     keep_back_matter: bool = False,
     languages: list[str] | None = None,
 ) -> tuple[dict, list[FileResult]]:
-    """Extract, deduplicate, split and save. Returns (stats, per-file results); with `shard`, extract only.
+    """Extract, deduplicate, split and save. Returns (stats, per-input results); with `shard`, extract only.
 
-    `ocr`: read pages without a text layer with Tesseract. `keep_back_matter`: keep reference lists and
-    licence boilerplate. `languages`: keep only documents detected in these ISO 639-1 languages.
+    `text_field` names the text of `.jsonl` records and dataset rows. `ocr`: read pages without a text layer
+    with Tesseract. `keep_back_matter`: keep reference lists and licence boilerplate. `languages`: keep only
+    documents detected in these ISO 639-1 languages.
     """
     from datasets import disable_progress_bars
 
-    from climate_sft.pdf_text import INSTALL_TESSERACT, ocr_available  # pymupdf: only where PDFs are read
-
     disable_progress_bars()  # the extraction bar and the summary say all there is to say
 
-    pdf_dir, output_dir = Path(pdf_dir), Path(output_dir)
-    if not pdf_dir.is_dir():
-        raise CorpusError(f"{pdf_dir}: no such folder; pass a folder of PDFs to `climate-sft extract`")
-    if ocr and not ocr_available():
-        raise CorpusError(f"--ocr needs Tesseract, which is not on PATH: {INSTALL_TESSERACT}")
+    output_dir = Path(output_dir)
+    if not isinstance(source, HubDataset):
+        source = Path(source)
+        if not source.is_dir() and not (source.is_file() and source.suffix.lower() == ".jsonl"):
+            what = "no such folder or file" if not source.exists() else "not a folder or a .jsonl file"
+            raise CorpusError(
+                f"{source}: {what}; pass a folder of PDFs, .txt or .md files, a .jsonl file, or --dataset_name NAME"
+            )
+    if ocr:
+        from climate_sft.pdf_text import INSTALL_TESSERACT, ocr_available  # pymupdf: only where PDFs are read
+
+        if not ocr_available():
+            raise CorpusError(f"--ocr needs Tesseract, which is not on PATH: {INSTALL_TESSERACT}")
     if output_dir.exists() and not output_dir.is_dir():
         raise CorpusError(f"--output {output_dir} is a file; give a folder for the corpus")
     try:
@@ -402,10 +447,15 @@ def build_corpus(
             f"--output {output_dir}: cannot write there ({error.strerror}); choose another folder"
         ) from None
     if shard:
-        found = extract_folder(pdf_dir, output_dir / "cache", workers, shard, ocr, keep_back_matter)
+        if isinstance(source, HubDataset) or not source.is_dir():
+            raise CorpusError(f"--shard shares out PDF extraction: {source} is not a folder of PDFs")
+        found = extract_folder(source, output_dir / "cache", workers, shard, ocr, keep_back_matter)
         return {}, [result for result, _ in found]
-    with corpus_lock(output_dir):
-        found = extract_folder(pdf_dir, output_dir / "cache", workers, None, ocr, keep_back_matter)
+    spool = output_dir / ".inputs.tmp.jsonl"
+    with corpus_lock(output_dir), contextlib.ExitStack() as cleanup:
+        cleanup.callback(spool.unlink, missing_ok=True)
+        pdf_options = dict(ocr=ocr, keep_back_matter=keep_back_matter)
+        found = read_inputs(source, output_dir / "cache", spool, workers, text_field, **pdf_options)
         results = [result for result, _ in found]
         if languages:
             keep_languages(results, languages)
@@ -420,7 +470,7 @@ def build_corpus(
             # The previous corpus stays as it was; this build's reasons go beside it.
             write_atomic(output_dir / "manifest.failed.jsonl", manifest)
             raise CorpusError(
-                f"no usable document among {len(results)} PDF(s) in {pdf_dir}; "
+                f"no usable document among {len(results)} input(s) in {source}; "
                 f"see {output_dir / 'manifest.failed.jsonl'} for each file's reason"
             )
         assignment = split_documents(list(documents), ratios, seed)
@@ -538,8 +588,9 @@ def summary(stats: dict, results: list[FileResult], output_dir: Path) -> str:
         for warning in r.warnings:
             lines.append(f"  warning   {r.source}: {warning}")
     cached = sum(r.from_cache for r in results)
+    inputs = "PDF(s)" if all(r.kind == "pdf" for r in results) else "input(s)"
     head = (
-        f"{len(results)} PDF(s): {stats['files']['ok']} documents, {stats['files']['skipped']} skipped, "
+        f"{len(results)} {inputs}: {stats['files']['ok']} documents, {stats['files']['skipped']} skipped, "
         f"{stats['files']['duplicate']} duplicate ({len(results) - cached} extracted, {cached} from cache)"
     )
     table = [f"  {'split':10s} {'docs':>5s} {'pages':>6s} {'chars':>9s} {'words':>8s}"] + [

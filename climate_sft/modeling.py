@@ -19,7 +19,7 @@ import torch
 from huggingface_hub import model_info, try_to_load_from_cache
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from climate_sft.packing import VARLEN, register_varlen_attention, varlen_unsuitable
+from climate_sft.packing import VARLEN, exact_fallback, register_varlen_attention, varlen_unsuitable
 
 logger = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -167,14 +167,18 @@ def load_config(model_args):
 
 
 def choose_attention(model_args, packing: bool) -> str | None:
-    """The recipe's attention, or for packed training `varlen` where it computes exactly what the model's own
-    attention does; otherwise sdpa, which keeps packed documents apart with a block mask, and a notice."""
-    if model_args.attn_implementation is not None or not packing:
-        return model_args.attn_implementation
-    reason = varlen_unsuitable(load_config(model_args))
+    """The recipe's attention; `varlen` (asked for, or by default for packed training) only where it computes
+    exactly what the model's own attention does and torch has its kernel. Otherwise the exact fallback (sdpa, or
+    eager for soft-capping models), whose mask from the position ids keeps packed documents apart, and a notice."""
+    wanted = model_args.attn_implementation
+    if wanted not in (None, VARLEN) or (wanted is None and not packing):
+        return wanted
+    config = load_config(model_args)
+    reason = varlen_unsuitable(config)
     if reason:
-        logger.warning("attention: sdpa instead of varlen for packed batches: %s", reason)
-        return "sdpa"
+        fallback = exact_fallback(config)
+        logger.warning("attention: %s with transformers' document mask instead of varlen: %s", fallback, reason)
+        return fallback
     return VARLEN
 
 

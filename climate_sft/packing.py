@@ -14,7 +14,7 @@ than `max_length` instead of dropping their tail). Two things are added here:
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 import torch
 from transformers import AttentionInterface
@@ -103,16 +103,31 @@ def _flash_varlen(query, key, value, groups, cu_q, cu_k, max_q, max_k, scaling):
     return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k, scale=scaling, window_size=(-1, 0))
 
 
+def varlen_kernel_available() -> bool:
+    """torch provides `torch.nn.attention.varlen.varlen_attn` (PyTorch 2.10 and newer)."""
+    try:
+        return hasattr(importlib.import_module("torch.nn.attention.varlen"), "varlen_attn")
+    except ImportError:
+        return False
+
+
 def varlen_unsuitable(config) -> str | None:
-    """Why `varlen` would not compute what this model's attention computes (None when it would)."""
+    """Why `varlen` would not compute what this model's attention computes, or could not run (None: it can).
+    On CPU it needs no kernel: it runs SDPA document by document."""
     layer_types = getattr(config, "layer_types", None) or []
     if "sliding_attention" in layer_types or (getattr(config, "sliding_window", None) and not layer_types):
         return f"{config.model_type} uses sliding-window attention, which varlen does not apply"
     if getattr(config, "attn_logit_softcapping", None):
         return f"{config.model_type} soft-caps attention logits, which varlen does not apply"
-    if torch.cuda.is_available() and importlib.util.find_spec("torch.nn.attention.varlen") is None:
-        return f"torch {torch.__version__} has no torch.nn.attention.varlen (PyTorch 2.10 or newer has)"
+    if torch.cuda.is_available() and not varlen_kernel_available():
+        return f"torch {torch.__version__} has no torch.nn.attention.varlen.varlen_attn (PyTorch 2.10 or newer has)"
     return None
+
+
+def exact_fallback(config) -> str:
+    """The attention that computes what the model does on packed rows where varlen cannot: both keep documents
+    apart with transformers' mask from the position ids; sdpa cannot soft-cap (transformers refuses it)."""
+    return "eager" if getattr(config, "attn_logit_softcapping", None) else "sdpa"
 
 
 def varlen_mask(*args, attention_mask: torch.Tensor | None = None, **kwargs):
@@ -128,15 +143,19 @@ def register_varlen_attention() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN, varlen_mask)
 
 
-def tokenize_documents(dataset, tokenizer, text_field: str = "text"):
+def encode_documents(texts: list[str], tokenizer) -> list[list[int]]:
     """Token ids per document, with the EOS that TRL appends to every language-modeling example."""
     eos = tokenizer.eos_token or ""
+    return tokenizer([t if t.endswith(eos) else t + eos for t in texts], add_special_tokens=False)["input_ids"]
 
-    def encode(batch):
-        texts = [t if t.endswith(eos) else t + eos for t in batch[text_field]]
-        return {"input_ids": tokenizer(texts, add_special_tokens=False)["input_ids"]}
 
-    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
+def tokenize_documents(dataset, tokenizer, text_field: str = "text"):
+    """`encode_documents` over a dataset's text column."""
+    return dataset.map(
+        lambda batch: {"input_ids": encode_documents(batch[text_field], tokenizer)},
+        batched=True,
+        remove_columns=dataset.column_names,
+    )
 
 
 def split_token_stats(corpus, splits, tokenizer, args) -> dict[str, dict]:

@@ -31,6 +31,7 @@ from climate_sft.config import (
     resolved_values,
 )
 from climate_sft.corpus import load_corpus, split_record, write_atomic
+from climate_sft.mixing import mix_corpora
 from climate_sft.modeling import load_tokenizer
 from climate_sft.packing import split_token_stats
 from climate_sft.run_stats import StepClock, peak_memory, reset_peak_memory
@@ -72,9 +73,14 @@ def setup_logging(output_dir: Path, main_process: bool) -> None:
     datasets.utils.logging.set_verbosity_warning()
 
 
-def dry_run(recipe, corpus, tokenizer) -> None:
+def dry_run(recipe, corpus, tokenizer, mixture: dict | None) -> None:
     print(f"# resolved recipe {recipe.path}")
     print(yaml.safe_dump(resolved_values(recipe), sort_keys=False).rstrip())
+    for source in mixture["sources"] if mixture else []:
+        print(
+            f"# mix: {source['corpus_dir']}: {source['documents']} documents, {source['tokens']} tokens "
+            f"({source['share']:.1%} of training tokens; share asked {source['weight']:.1%})"
+        )
     t = recipe.training
     print(f"# corpus {recipe.data.corpus_dir}: tokens after packing to {t.max_length} ({t.packing_strategy})")
     for split, stats in split_token_stats(corpus, ("train", recipe.data.eval_split), tokenizer, t).items():
@@ -93,10 +99,14 @@ def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
     # 2. corpus and tokenizer
     corpus = load_corpus(recipe.data.corpus_dir)
     tokenizer = load_tokenizer(recipe.model)
+    mixture = None
+    if recipe.data.mix:
+        corpus, mixture = mix_corpora(recipe.data.corpus_dir, corpus, recipe.data.mix, tokenizer, recipe.training.seed)
+        logger.info("training mixture: %s", mixture["sources"])
     if not recipe.training.auto_batch_size:
         apply_effective_batch(recipe, state.num_processes)
     if dry:
-        dry_run(recipe, corpus, tokenizer)
+        dry_run(recipe, corpus, tokenizer, mixture)
         return None
 
     # 3. batch size, then the trainer
@@ -131,7 +141,7 @@ def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
         # loads on one device like any other
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(output_dir))
-    stats = training_stats(recipe, trainer, clock, search, packing)
+    stats = {**training_stats(recipe, trainer, clock, search, packing), "mixture": mixture}
     if state.is_main_process:
         if stats["this_segment"]["steps"] == 0 and (output_dir / "training_stats.json").exists():
             logger.info("nothing left to train: %s already holds a finished run", output_dir)

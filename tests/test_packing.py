@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
+from helpers import recipe_maker
 
 from climate_sft.config import load_recipe
 from climate_sft.corpus import load_corpus
 from climate_sft.modeling import load_tokenizer
 from climate_sft.packing import (
     _boundaries_from_positions,
+    exact_fallback,
     register_varlen_attention,
     varlen_attention_forward,
     varlen_unsuitable,
@@ -17,8 +21,8 @@ from climate_sft.packing import (
 from climate_sft.trainer import build_trainer
 
 
-def _trainer(tiny_recipe, attn):
-    recipe = load_recipe(tiny_recipe(attn_implementation=attn, max_length=256))
+def _trainer(make_recipe, attn):
+    recipe = load_recipe(make_recipe(attn_implementation=attn, max_length=256))
     tokenizer = load_tokenizer(recipe.model)
     trainer = build_trainer(recipe, load_corpus(recipe.data.corpus_dir), tokenizer)
     # LoRA B starts at zero; make the adapters matter so the test covers them too
@@ -112,3 +116,82 @@ def test_boundaries_come_from_restarting_position_ids():
     positions = torch.tensor([[0, 1, 2, 0, 1, 0, 1, 2, 3]])
     assert _boundaries_from_positions(positions).tolist() == [0, 3, 5, 9]
     assert _boundaries_from_positions(torch.arange(6)[None]) is None  # one document: plain causal
+
+
+@pytest.mark.parametrize("model_type, fallback", [("mistral", "sdpa"), ("gemma2", "eager")])
+def test_the_fallback_is_the_attention_that_applies_the_window_and_soft_cap(model_type, fallback):
+    from transformers import AutoConfig
+
+    assert exact_fallback(AutoConfig.for_model(model_type)) == fallback  # transformers' sdpa refuses softcap
+
+
+def test_varlen_needs_the_kernel_on_gpu(monkeypatch):
+    from transformers import AutoConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("climate_sft.packing.varlen_kernel_available", lambda: False)
+    assert "has no torch.nn.attention.varlen.varlen_attn" in varlen_unsuitable(AutoConfig.for_model("llama"))
+    monkeypatch.setattr("climate_sft.packing.varlen_kernel_available", lambda: True)
+    assert varlen_unsuitable(AutoConfig.for_model("llama")) is None  # control
+
+
+SLIDING_WINDOW = 4  # shorter than the test sentences, so the window changes what a token sees
+
+
+@pytest.fixture(scope="module")
+def sliding_model_dir(tmp_path_factory, tiny_tokenizer_dir):
+    """A tiny random Mistral with a sliding window: the attention varlen does not apply."""
+    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    config = MistralConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        sliding_window=SLIDING_WINDOW,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny_mistral")
+    MistralForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _packed_and_alone(trainer, tokenizer, alone_trainer=None):
+    first = tokenizer("Glaciers retreat as summers warm and winter snow thins.")["input_ids"]
+    second = tokenizer("The ocean absorbs heat and carbon dioxide, and its water expands.")["input_ids"]
+    packed = _token_log_probs(trainer, [{"input_ids": first + second, "seq_lengths": [len(first), len(second)]}])
+    alone = _token_log_probs(alone_trainer or trainer, [{"input_ids": second, "seq_lengths": [len(second)]}])
+    assert len(second) > 2 * SLIDING_WINDOW
+    return packed[len(first) :], alone
+
+
+def test_a_sliding_window_model_falls_back_and_scores_a_packed_document_as_alone(
+    sliding_model_dir, tiny_corpus_dir, tmp_path, caplog
+):
+    make = recipe_maker(tmp_path, sliding_model_dir, tiny_corpus_dir)
+    with caplog.at_level(logging.WARNING, logger="climate_sft.modeling"):
+        trainer, tokenizer = _trainer(make, None)  # packing on, no attention named: varlen would be the default
+    assert trainer.model.config._attn_implementation == "sdpa"
+    (notice,) = [r.getMessage() for r in caplog.records if "instead of varlen" in r.getMessage()]
+    assert "sliding-window" in notice and "\n" not in notice
+    after, alone = _packed_and_alone(trainer, tokenizer)
+    assert torch.linalg.norm(after - alone) / torch.linalg.norm(alone) < 1e-4
+
+
+def test_varlen_would_score_a_sliding_window_model_wrongly(sliding_model_dir, tiny_corpus_dir, tmp_path, monkeypatch):
+    """Control: with the check switched off, varlen runs and the packed document no longer scores as the model's
+    own attention scores it alone."""
+    make = recipe_maker(tmp_path, sliding_model_dir, tiny_corpus_dir)
+    truth, tokenizer = _trainer(make, "sdpa")
+    monkeypatch.setattr("climate_sft.modeling.varlen_unsuitable", lambda config: None)
+    varlen, _ = _trainer(make, None)
+    assert varlen.model.config._attn_implementation == "varlen"
+    varlen.model.load_state_dict(truth.model.state_dict())
+    after, alone = _packed_and_alone(varlen, tokenizer, alone_trainer=truth)
+    assert torch.linalg.norm(after - alone) / torch.linalg.norm(alone) > 1e-3
