@@ -72,7 +72,7 @@ elif [ "$mode" = levers ]; then
     --out "$OUT/loss_parity.json" > "$OUT/loss_parity.log" 2>&1
   echo "loss parity: exit $?"
   ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION=1 timeout 150 python3 -m benchmarks.train_speed --model "$MODEL" \
-    --corpus "$CORPUS" "${cap[@]}" --warmup 3 --steps 3 --variant fast_offload:128 \
+    --corpus "$CORPUS" "${cap[@]}" --warmup 3 --steps 3 --variant fast:4,8 --variant fast_no_checkpointing:2 --variant fast_offload:128 \
     --variant fast_compiled_no_checkpointing:16 --out "$OUT/levers.json" > "$OUT/levers.log" 2>&1
   echo "levers: exit $?"
   timeout 90 python3 -m benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" "${cap[@]}" --warmup 2 \
