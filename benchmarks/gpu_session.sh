@@ -7,20 +7,15 @@
 #           the other; train_speed.json holds every row
 #   levers  (1 GPU): the second half: GPU tests, regional compile, offload, a kernel profile of the best row, and
 #           the seed-vs-tuned loss comparison over the same 20 steps
-#   single  (4 GPUs, one experiment each, run side by side):  GPUs 0 and 1: the `make bench` sweeps
-#           (train_speed.py); GPU 2: GPU tests, then the seed (fp16) recipe for 30 steps; GPU 3: the bf16
-#           recipe for 30 steps (both through accelerate launch, largest batch within effective batch 32)
-#   bench   (4 GPUs): the benchmark of record (naive, seed, bf16 and tuned sweeps, one process each), and
-#           FSDP with plain AdamW plus its reload check
 #   multi   (4 GPUs): DDP, DeepSpeed ZeRO-2/3 and FSDP on GPU pairs for 20 steps, one-GPU references at the
-#           same effective batch, reload checks of sharded adapters on one GPU, and a kernel profile
+#           same effective batch, reload checks of sharded adapters on one GPU (last run on H100s, 2026-11-28)
 #
-# Needs: .devsite/ or .devsite.tar.xz (../shared/device/build-site.sh, then tar -cJf), data/tokenizer/ (any saved tokenizer; the SmolLM2 one
-# from `make demo` is used), a GPU machine. Results go to $OUT (or ./gpu-results).
+# Needs: .devsite/ or .devsite.tar.xz (../shared/device/build-site.sh, then tar -cJf), data/tokenizer/ (any
+# saved tokenizer; the SmolLM2 one from `make demo` is used), a GPU machine. Results go to $OUT (or ./gpu-results).
 # The model is a randomly initialised Llama-3.2-3B (exact architecture): weights change neither memory
 # nor speed, and the real ones cannot be downloaded there.
 set -uo pipefail
-mode=${1:?usage: gpu_session.sh speed|levers|single|multi|bench}
+mode=${1:?usage: gpu_session.sh speed|levers|multi}
 OUT=${OUT:-$PWD/gpu-results}
 [ -d .devsite ] || tar -xJf .devsite.tar.xz  # the archive travels: the folder is over the device's carry limit
 mkdir -p "$OUT"
@@ -60,7 +55,7 @@ if [ "$mode" = speed ]; then
     --batches 16,32 --warmup 2 --steps 3 --memory-cap-gb 79.2 --out "$OUT/unsloth.json" > "$OUT/unsloth.log" 2>&1
   echo "unsloth: exit $?"
   sweep train_speed 240 --warmup 2 --steps 3 --include "$OUT/naive.json" --include "$OUT/unsloth.json" \
-    --variant fast_no_checkpointing:16,20 --variant fast_every_2nd_layer:24,32 --variant fast:128 --variant seed:64
+    --variant fast:16,20 --variant fast_every_2nd_layer:24,32 --variant fast_checkpointing:128 --variant seed:64
   tail -n 25 "$OUT/train_speed.log"
 elif [ "$mode" = levers ]; then
   export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
@@ -68,58 +63,18 @@ elif [ "$mode" = levers ]; then
   echo "gpu tests: exit $? ($(tail -n 1 "$OUT/gpu_tests.log"))"
   # the same 20 steps, data and seed: does speed change the mathematics?
   timeout 200 python3 -m benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" "${cap[@]}" --warmup 0 \
-    --steps 20 --override "--seed 7" --variant seed:16 --variant fast:16 --variant fast_no_checkpointing:16 \
+    --steps 20 --override "--seed 7" --variant seed:16 --variant fast_checkpointing:16 --variant fast:16 \
     --out "$OUT/loss_parity.json" > "$OUT/loss_parity.log" 2>&1
   echo "loss parity: exit $?"
   ACCELERATE_DYNAMO_USE_REGIONAL_COMPILATION=1 timeout 150 python3 -m benchmarks.train_speed --model "$MODEL" \
-    --corpus "$CORPUS" "${cap[@]}" --warmup 3 --steps 3 --variant fast:4,8 --variant fast_no_checkpointing:2 --variant fast_offload:128 \
-    --variant fast_compiled_no_checkpointing:16 --out "$OUT/levers.json" > "$OUT/levers.log" 2>&1
+    --corpus "$CORPUS" "${cap[@]}" --warmup 3 --steps 3 --variant fast_checkpointing:4,8 --variant fast:2 --variant fast_offload:128 \
+    --variant fast_compiled:16 --out "$OUT/levers.json" > "$OUT/levers.log" 2>&1
   echo "levers: exit $?"
   timeout 90 python3 -m benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" "${cap[@]}" --warmup 2 \
-    --steps 3 --variant fast_no_checkpointing:16 --profile fast_no_checkpointing:16 --out "$OUT/profile.json" \
+    --steps 3 --variant fast:16 --profile fast:16 --out "$OUT/profile.json" \
     > "$OUT/profile.log" 2>&1
   echo "profile: exit $?"
   tail -n 6 "$OUT"/loss_parity.log "$OUT"/levers.log
-elif [ "$mode" = single ]; then
-  bench() {  # bench GPU NAME VARIANTS...: one train_speed sweep on one GPU
-    local gpu=$1 name=$2; shift 2
-    CUDA_VISIBLE_DEVICES=$gpu timeout 540 python3 -m benchmarks.train_speed --model "$MODEL" \
-      --corpus "$CORPUS" --warmup 1 --steps 3 --out "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
-    echo "$name: exit $?"
-  }
-  bench 0 train_speed_a --variant naive:4,8,16 --variant fast:4,8,16 --variant fast_all_linear:8 &
-  bench 1 train_speed_b --variant seed:16,32,64,128 --variant bf16:32 &
-  common=(--max_steps 30 --per_device_train_batch_size auto --effective_batch_size 32 --eval_strategy no
-          --save_strategy no --logging_steps 5)
-  (CUDA_VISIBLE_DEVICES=2 timeout 150 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
-     > "$OUT/gpu_tests.log" 2>&1; echo "gpu tests: exit $? ($(tail -1 "$OUT/gpu_tests.log"))"
-   train seed_fp16_30steps 2 accelerate_configs/single_h100.yaml recipes/qlora_h100.yaml "${common[@]}") &
-  train bf16_30steps 3 accelerate_configs/single_h100.yaml recipes/qlora_h100_bf16.yaml "${common[@]}"
-  wait
-elif [ "$mode" = bench ]; then
-  # The benchmark of record: each sweep alone in its process, few CPU threads each, so that four side by
-  # side do not slow each other's kernel launches (seen in the first session: 4x slower small steps).
-  export OMP_NUM_THREADS=8 MKL_NUM_THREADS=8
-  python3 -m benchmarks.bench_corpus /tmp/small_corpus --documents 140 | tail -1
-  bench() {  # bench GPU NAME VARIANTS...
-    local gpu=$1 name=$2; shift 2
-    CUDA_VISIBLE_DEVICES=$gpu timeout 480 python3 -m benchmarks.train_speed --model "$MODEL" \
-      --corpus "$CORPUS" --warmup 2 --steps 3 --out "$OUT/$name.json" "$@" > "$OUT/$name.log" 2>&1
-    echo "$name: exit $?"
-  }
-  bench 0 bench_baselines --variant naive:4,8,16 --variant seed:16,32,64 --variant bf16:32 &
-  bench 1 bench_fast --variant fast:16,32,64,128 &
-  run=(--corpus_dir /tmp/small_corpus --max_steps 20 --per_device_train_batch_size 4 --effective_batch_size 8
-       --eval_strategy steps --eval_steps 20 --save_strategy steps --save_steps 20 --logging_steps 1 --seed 7
-       --load_in_4bit false --dtype bfloat16)
-  # bitsandbytes' 8-bit optimizers cannot update FSDP2's DTensor shards: plain fused AdamW there
-  train fsdp_lora 2,3 accelerate_configs/fsdp.yaml recipes/qlora_h100_bf16.yaml "${run[@]}" --optim adamw_torch_fused
-  CUDA_VISIBLE_DEVICES=3 timeout 120 python3 -m benchmarks.reload_check /tmp/runs/fsdp_lora \
-    2>>"$OUT/reload.log" | tail -1 | tee -a "$OUT/reload.jsonl" &
-  bench 2 bench_fast_other --variant fast_no_checkpointing:2,4,6 --variant fast_all_linear:32
-  wait
-  tail -n 14 "$OUT"/bench_*.log
-  (cd "$OUT" && tar czf gpu-bench.tgz --remove-files ./*.json ./*.log ./*.txt ./*.jsonl 2>/dev/null)
 elif [ "$mode" = multi ]; then
   python3 -m benchmarks.bench_corpus /tmp/small_corpus --documents 140 | tail -1
   # 20 steps, effective batch 8 sequences of 2048 tokens: 4 per GPU on two GPUs, 4 x 2 accumulation on one.
@@ -128,15 +83,11 @@ elif [ "$mode" = multi ]; then
        --eval_strategy steps --eval_steps 20 --save_strategy steps --save_steps 20 --logging_steps 1 --seed 7)
   lora=(--load_in_4bit false --dtype bfloat16)
   q=recipes/qlora_h100_bf16.yaml
-  CUDA_VISIBLE_DEVICES=0 timeout 200 python3 -m benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" \
-    --warmup 2 --steps 3 --profile --out "$OUT/profile.json" --variant fast:4 --variant seed:32 > "$OUT/profile.log" 2>&1 &
-  profile=$!
   (train ddp_qlora 1,2 accelerate_configs/multi_gpu.yaml $q "${run[@]}"
    train zero2_qlora 1,2 accelerate_configs/deepspeed_zero2.yaml $q "${run[@]}") &
   pair=$!
   train one_gpu_qlora 3 accelerate_configs/single_h100.yaml $q "${run[@]}"
   train one_gpu_lora 3 accelerate_configs/single_h100.yaml $q "${run[@]}" "${lora[@]}"
-  wait $profile
   train zero3_lora 0,3 accelerate_configs/deepspeed_zero3.yaml $q "${run[@]}" "${lora[@]}"
   train fsdp_lora 0,3 accelerate_configs/fsdp.yaml $q "${run[@]}" "${lora[@]}"
   wait $pair
