@@ -26,7 +26,7 @@ ACCELERATE_CONFIG ?= accelerate_configs/multi_gpu.yaml
 endif
 NUM_PROCESSES ?= $(if $(filter 0,$(NUM_GPUS)),1,$(NUM_GPUS))
 
-.PHONY: help install demo data train eval report find-batch-size lint test test-slow bench-extract bench-extract-quality bench-extract-scale bench bench-peer clean
+.PHONY: help install demo data train eval report find-batch-size lint test test-slow bench-extract bench-extract-quality bench-extract-scale bench clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -82,13 +82,21 @@ bench-extract-quality: install  ## extraction vs reference text, get_text, pymup
 bench-extract-scale: install  ## pages/s and peak memory of extract on 1,000 and 10,000 generated PDFs (~10 min)
 	$(BIN)/python -m benchmarks.extract_scale $(ARGS)
 
-bench: install  ## one-GPU speed/memory benchmark (needs a CUDA GPU; see benchmarks/README.md)
-	$(BIN)/python -m benchmarks.train_speed $(ARGS)
+# `make bench`: the peer first (its rows say "skipped" and why where .peer-site is absent), then ours, one table.
+# BENCH_MODEL: python -m scripts.random_model DIR --arch llama-3.2-3b --tokenizer TOKENIZER (or a real model)
+# BENCH_CORPUS: python -m benchmarks.bench_corpus DIR --documents 600 (or any corpus folder)
+BENCH_MODEL ?= runs/llama-3.2-3b-random
+BENCH_CORPUS ?= runs/bench_corpus
+BENCH_OUT ?= runs/bench
+BENCH_VARIANTS ?= --variant naive:8,16 --variant seed:64 --variant fast:16,20
+bench: install  ## one-GPU benchmark under an 80 GB cap, Unsloth beside ours (needs a CUDA GPU; benchmarks/README.md)
+	-PYTHONPATH=.peer-site HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/peer_unsloth.py --model $(BENCH_MODEL) \
+		--corpus $(BENCH_CORPUS) --batches 8,16,32 --warmup 6 --steps 4 --memory-cap-gb 79.2 --out $(BENCH_OUT)/unsloth.json
+	$(BIN)/python -m benchmarks.train_speed --model $(BENCH_MODEL) --corpus $(BENCH_CORPUS) --memory-cap-gib 79.2 \
+		--include $(BENCH_OUT)/unsloth.json --out $(BENCH_OUT)/train_speed.json $(BENCH_VARIANTS) $(ARGS)
 
 clean:  ## remove the corpus and runs (not .venv)
 	rm -rf data runs
 
 # Unsloth wants TRL <= 1.15, datasets < 5 and transformers <= 5.17: its own site, and a python3 with torch and
 # transformers <= 5.17 (the GPU machine's), never the project's .venv. Without it the result file says "skipped".
-bench-peer:  ## the peer (Unsloth) beside `make bench`, in .peer-site (benchmarks/build_peer_site.sh); PEER_ARGS
-	PYTHONPATH=.peer-site HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/peer_unsloth.py $(PEER_ARGS)

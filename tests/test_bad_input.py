@@ -235,6 +235,7 @@ CASES = [
         "'lora_r' is written twice",
         ["{run}"],
     ),
+    ("train --config a folder", ["train", "--config", "{tmp}"], None, "is a folder", ["{run}"]),
     ("eval a folder that is no run", ["eval", "{tmp}"], None, "no finished training run here", ["{run}"]),
     (
         "eval when the corpus lost the test documents",
