@@ -222,10 +222,13 @@ def choose_attention(model_args, packing: bool) -> str | None:
 def linear_module_names(model_args) -> set[str]:
     """Names of the model's linear layers (what LoRA can target), from its config alone: no weights load."""
     from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
 
+    config = load_config(model_args)
     with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(load_config(model_args))
+        # the class itself, not from_config: under a ZeRO-3 launch from_config partitions the new weights through
+        # DeepSpeed's zero.Init, which cannot copy these empty (meta) tensors
+        model = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)](config)
     return {
         module_name.rsplit(".", 1)[-1]
         for module_name, module in model.named_modules()

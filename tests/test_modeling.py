@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from climate_sft.config import RecipeError, load_recipe
-from climate_sft.modeling import load_model, quantization_config
+from climate_sft.modeling import linear_module_names, load_model, quantization_config
 
 # What `accelerate launch` puts in each process's environment for these configs.
 LAUNCHES = {
@@ -71,3 +71,20 @@ def test_sharded_4bit_weights_need_a_compute_dtype(tiny_recipe, launched):
     launched("fsdp")
     with pytest.raises(RecipeError, match=r"key 'dtype': 4-bit weights under FSDP or ZeRO-3 need a compute dtype"):
         load_recipe(tiny_recipe(load_in_4bit=True, dtype="auto"))
+
+
+def test_lora_targets_are_read_without_deepspeed_partitioning_the_empty_model(tiny_recipe, monkeypatch):
+    """Under a ZeRO-3 launch transformers builds models inside DeepSpeed's zero.Init, which cannot move the empty
+    weights the target check uses (`accelerate launch --config_file deepspeed_zero3.yaml` failed in preflight)."""
+    monkeypatch.setattr("transformers.modeling_utils.is_deepspeed_zero3_enabled", lambda: True)
+    recipe = load_recipe(tiny_recipe())
+    assert linear_module_names(recipe.model) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+        "lm_head",
+    }
