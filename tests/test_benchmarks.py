@@ -180,3 +180,16 @@ def test_scaling_table_refuses_runs_with_another_micro_batch():
 
     with pytest.raises(SystemExit, match="ddp: per_device_train_batch_size is 8, the one-GPU run's 4"):
         scaling_rows(_stats(1, 2, 30_000.0), {"ddp": _stats(2, 1, 60_000.0, batch=8, effective=16)})
+
+
+def test_reload_check_scores_a_saved_adapter_as_the_run_did(tiny_recipe, tmp_path, monkeypatch, capsys):
+    """The check the GPU session runs on sharded adapters, on a CPU run: the reloaded adapter's eval loss is the
+    one the run recorded at its last step."""
+    from benchmarks import reload_check
+    from climate_sft import train
+
+    train.run(str(tiny_recipe(max_steps=4, eval_strategy="steps", eval_steps=4, learning_rate=1e-2)), [])
+    monkeypatch.setattr("sys.argv", ["reload_check", str(tmp_path / "run")])
+    reload_check.main()
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["relative_difference"] < 1e-5, line
