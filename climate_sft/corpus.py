@@ -672,7 +672,7 @@ def summary(stats: dict, results: list[FileResult], output_dir: Path) -> str:
         for s in (*SPLITS, "total")
     ]
     empty = [f"  note: the {s} split is empty (too few documents)" for s in SPLITS[1:] if not stats[s]["documents"]]
-    small = test_split_warning(stats["test"]["documents"], f"~{stats['test']['tokens_estimate']}")
+    small = small_test_split_note(stats["test"]["documents"], f"~{stats['test']['tokens_estimate']}")
     back = f"  back matter dropped: {stats['back_matter_chars_dropped']} characters (kept with --keep-back-matter)"
     build = current_build(output_dir)
     where = f"corpus written to {build} (manifest.jsonl, stats.json), in use through {output_dir}/CURRENT"
@@ -682,7 +682,7 @@ def summary(stats: dict, results: list[FileResult], output_dir: Path) -> str:
     return "\n".join([head, *lines, *table, tokens, *empty, *([f"  note: {small}"] if small else []), back, where])
 
 
-def test_split_warning(documents: int, tokens: int | str) -> str | None:
+def small_test_split_note(documents: int, tokens: int | str) -> str | None:
     """One line when a test split of `documents` is too small for a perplexity with an interval, else None."""
     if 0 < documents < MIN_HELD_OUT_DOCUMENTS:
         return (

@@ -60,7 +60,7 @@ def interpret(stats: dict, evaluation: dict | None) -> list[str]:
     """Plain-words reading of the numbers."""
     lines = []
     if evaluation:
-        lines.append(test_change(evaluation))
+        lines.append(perplexity_change(evaluation))
         if evaluation.get("general_text"):
             lines.append(forgetting(evaluation["general_text"]))
         ratio = stats["tokens_seen"] / max(1, evaluation["tokens"])
@@ -98,7 +98,7 @@ def _range(value: float, interval: list[float] | None, percent: bool = False) ->
     return shown(value) + (f" [{shown(interval[0])}, {shown(interval[1])}]" if interval else "")
 
 
-def test_change(evaluation: dict) -> str:
+def perplexity_change(evaluation: dict) -> str:
     """The change in test perplexity in words; "not distinguishable" when its 95 % interval crosses zero."""
     before, after = evaluation["base"]["perplexity"], evaluation["fine_tuned"]["perplexity"]
     change, interval = evaluation["relative_change"], evaluation.get("relative_change_interval")

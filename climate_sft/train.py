@@ -30,7 +30,7 @@ from climate_sft.config import (
     preflight,
     resolved_values,
 )
-from climate_sft.corpus import load_corpus, split_record, test_split_warning, write_atomic
+from climate_sft.corpus import load_corpus, small_test_split_note, split_record, write_atomic
 from climate_sft.mixing import mix_corpora
 from climate_sft.modeling import load_tokenizer
 from climate_sft.packing import split_token_stats
@@ -87,7 +87,7 @@ def dry_run(recipe, corpus, tokenizer, mixture: dict | None) -> None:
         print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
     sizes = {split: (len(ds), sum(map(len, tokenizer(ds["text"])["input_ids"]))) for split, ds in corpus.items()}
     print("# splits (whole documents): " + "; ".join(f"{s} {d} documents, {n} tokens" for s, (d, n) in sizes.items()))
-    small = test_split_warning(*sizes.get(recipe.data.test_split, (0, 0)))
+    small = small_test_split_note(*sizes.get(recipe.data.test_split, (0, 0)))
     if small:
         print(f"# note: {small}")
     print("dry run: recipe valid, no model weights loaded")
