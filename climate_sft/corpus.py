@@ -302,11 +302,10 @@ def estimate_tokens(characters: int) -> int:
 
 
 def _hash_order(documents: list[SplitDocument], seed: int) -> list[SplitDocument]:
-    """A seeded order that does not depend on the input order, and keeps its place for every other document
-    when one is added or removed. Strata take turns, so a held-out split drawn from the front mixes them."""
-    key = lambda d: hashlib.sha256(f"{seed}:{d.id}".encode()).hexdigest()  # noqa: E731
+    """A seeded order by hash of id: it does not depend on the input order, and a document added later does not
+    reshuffle the others. Strata take turns, so a held-out split drawn from the front mixes them."""
     strata: dict[str, list[SplitDocument]] = {}
-    for document in sorted(documents, key=key):
+    for document in sorted(documents, key=lambda d: hashlib.sha256(f"{seed}:{d.id}".encode()).hexdigest()):
         strata.setdefault(document.stratum, []).append(document)
     queues = [strata[name] for name in sorted(strata)]
     return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
