@@ -61,3 +61,9 @@ def distinguishable(change: dict) -> bool | None:
         return None
     low, high = change["interval"]
     return low > 0 or high < 0
+
+
+def with_interval(value: float, interval: list[float] | None, percent: bool = False) -> str:
+    """A number and its interval as the summary and the report write them: "23.85 [18.89, 30.23]"."""
+    shown = (lambda x: f"{x:+.1%}") if percent else (lambda x: f"{x:.2f}")
+    return shown(value) + (f" [{shown(interval[0])}, {shown(interval[1])}]" if interval else "")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 
-from climate_sft.confidence import perplexity_intervals
+from climate_sft.confidence import perplexity_intervals, with_interval
 from climate_sft.config import load_recipe
 from climate_sft.corpus import CorpusError, held_out_documents, write_atomic
 from climate_sft.modeling import load_model, load_tokenizer
@@ -173,19 +173,14 @@ def evaluate_run(
     return results
 
 
-def _with_interval(value: float, interval: list[float] | None, percent: bool = False) -> str:
-    shown = (lambda x: f"{x:+.1%}") if percent else (lambda x: f"{x:.2f}")
-    return shown(value) + (f" [{shown(interval[0])}, {shown(interval[1])}]" if interval else "")
-
-
 def summary_line(results: dict, run_dir: str | Path) -> str:
     """What `climate-sft eval` prints."""
     general = results["general_text"]
     return (
         f"{results['split']} split, {results['documents']} documents, {results['tokens']} tokens scored: "
-        f"perplexity {_with_interval(results['base']['perplexity'], results['base']['interval'])} (base) -> "
-        f"{_with_interval(results['fine_tuned']['perplexity'], results['fine_tuned']['interval'])} (fine-tuned), "
-        f"{_with_interval(results['relative_change'], results['relative_change_interval'], percent=True)} "
+        f"perplexity {with_interval(results['base']['perplexity'], results['base']['interval'])} (base) -> "
+        f"{with_interval(results['fine_tuned']['perplexity'], results['fine_tuned']['interval'])} (fine-tuned), "
+        f"{with_interval(results['relative_change'], results['relative_change_interval'], percent=True)} "
         f"(95% bootstrap intervals over documents); general text ({general['documents']} documents): "
         f"{general['base']['perplexity']:.2f} -> {general['fine_tuned']['perplexity']:.2f}, "
         f"{general['relative_change']:+.1%}; written to {Path(run_dir) / 'eval_results.json'}"

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from climate_sft.confidence import with_interval
 from climate_sft.corpus import CorpusError, write_atomic
 
+# Fewer test documents than this, and the report says the intervals speak for those documents more than a field.
+FEW_DOCUMENTS = 10
 # Perplexity changes smaller than this are within what run-to-run noise moves on a few test documents.
 NOISE = 0.01
 
@@ -92,22 +95,18 @@ def interpret(stats: dict, evaluation: dict | None) -> list[str]:
     return lines
 
 
-def _range(value: float, interval: list[float] | None, percent: bool = False) -> str:
-    """A number and its 95 % interval, as the report writes them."""
-    shown = (lambda x: f"{x:+.1%}") if percent else (lambda x: f"{x:.2f}")
-    return shown(value) + (f" [{shown(interval[0])}, {shown(interval[1])}]" if interval else "")
-
-
 def perplexity_change(evaluation: dict) -> str:
     """The change in test perplexity in words; "not distinguishable" when its 95 % interval crosses zero."""
     before, after = evaluation["base"]["perplexity"], evaluation["fine_tuned"]["perplexity"]
     change, interval = evaluation["relative_change"], evaluation.get("relative_change_interval")
     where = f"on {evaluation['documents']} held-out document(s) ({evaluation['tokens']} tokens)"
-    base, tuned = (_range(evaluation[k]["perplexity"], evaluation[k].get("interval")) for k in ("base", "fine_tuned"))
+    base, tuned = (
+        with_interval(evaluation[k]["perplexity"], evaluation[k].get("interval")) for k in ("base", "fine_tuned")
+    )
     if interval and interval[0] <= 0 <= interval[1]:
         return (
             f"Not distinguishable: {where} perplexity went from {base} to {tuned}, a change of "
-            f"{_range(change, interval, percent=True)}; the 95 % interval of the change includes zero, so these "
+            f"{with_interval(change, interval, percent=True)}; the 95 % interval of the change includes zero, so these "
             "documents cannot tell the fine-tuned model from the base model."
         )
     if interval is None and abs(change) < NOISE:
@@ -117,7 +116,7 @@ def perplexity_change(evaluation: dict) -> str:
         )
     alone = " With one test document there is no interval: the number rests on that document." if not interval else ""
     side = "below" if change < 0 else "above"
-    spread = f"; the change is {_range(change, interval, percent=True)}, wholly {side} zero" if interval else ""
+    spread = f"; the change is {with_interval(change, interval, percent=True)}, wholly {side} zero" if interval else ""
     if change < 0:
         return (
             f"Fine-tuning helped: {where} perplexity fell {-change:.1%}, from {base} to {tuned}{spread} (95 % "
@@ -137,15 +136,15 @@ def forgetting(general: dict) -> str:
     numbers = (
         f"on general English text ({general['documents']} documents, {general['tokens']} tokens) perplexity went "
         f"from {general['base']['perplexity']:.2f} to {general['fine_tuned']['perplexity']:.2f} "
-        f"({_range(change, general.get('relative_change_interval'), percent=True)})"
+        f"({with_interval(change, general.get('relative_change_interval'), percent=True)})"
     )
     if change > threshold:
         return (
-            f"**Forgetting:** {numbers}, a rise beyond the {threshold:.0%} threshold: fine-tuning cost ability on "
-            "ordinary text. A lower learning rate, fewer epochs or mixing general text into training "
+            f"**Forgetting:** {numbers}, a rise beyond the {threshold * 100:g} % threshold: fine-tuning cost "
+            "ability on ordinary text. A lower learning rate, fewer epochs or mixing general text into training "
             "(recipe key `mix`) would limit it."
         )
-    return f"No sign of forgetting: {numbers}, within the {threshold:.0%} rise that the report flags."
+    return f"No sign of forgetting: {numbers}, within the {threshold * 100:g} % rise that the report flags."
 
 
 def context(evaluation: dict) -> list[str]:
@@ -165,9 +164,15 @@ def context(evaluation: dict) -> list[str]:
     if n >= 2 and boot:
         lines.append(
             f"The 95 % intervals come from resampling these {n} test documents ({boot['resamples']} resamples, "
-            f"seed {boot['seed']}; the change paired, base and fine-tuned on the same draws). They show how much "
-            "the result moves with the choice of documents; with this few documents, they describe these documents "
-            "more than climate text at large, and more test documents narrow them."
+            f"seed {boot['seed']}): they show how much the result moves with the choice of documents. The change "
+            "is resampled in pairs, base and fine-tuned on the same draws, so its interval leaves out how hard the "
+            "drawn documents are and is narrower than either perplexity's."
+            + (
+                f" {n} documents are few: the intervals describe these documents more than climate text at large, "
+                "and more test documents would narrow them."
+                if n < FEW_DOCUMENTS
+                else ""
+            )
         )
     else:
         lines.append(
@@ -305,16 +310,16 @@ def write_report(run_dir: str | Path) -> Path:
     if evaluation:
         lines += [
             f"| perplexity, base model (95 % interval) | "
-            f"{_range(evaluation['base']['perplexity'], evaluation['base'].get('interval'))} |",
+            f"{with_interval(evaluation['base']['perplexity'], evaluation['base'].get('interval'))} |",
             f"| perplexity, fine-tuned (95 % interval) | "
-            f"{_range(evaluation['fine_tuned']['perplexity'], evaluation['fine_tuned'].get('interval'))} |",
+            f"{with_interval(evaluation['fine_tuned']['perplexity'], evaluation['fine_tuned'].get('interval'))} |",
             f"| change (95 % interval, paired) | "
-            f"{_range(evaluation['relative_change'], evaluation.get('relative_change_interval'), percent=True)} |",
+            f"{with_interval(evaluation['relative_change'], evaluation.get('relative_change_interval'), True)} |",
             *(
                 [
                     f"| general text: base -> fine-tuned | {general['base']['perplexity']:.2f} -> "
                     f"{general['fine_tuned']['perplexity']:.2f} "
-                    f"({_range(general['relative_change'], general.get('relative_change_interval'), True)}) |"
+                    f"({with_interval(general['relative_change'], general.get('relative_change_interval'), True)}) |"
                 ]
                 if (general := evaluation.get("general_text"))
                 else []
