@@ -144,7 +144,9 @@ def forgetting(general: dict) -> str:
             "ability on ordinary text. A lower learning rate, fewer epochs or mixing general text into training "
             "(recipe key `mix`) would limit it."
         )
-    return f"No sign of forgetting: {numbers}, within the {threshold * 100:g} % rise that the report flags."
+    if change <= 0:
+        return f"No sign of forgetting: {numbers}; it did not rise."
+    return f"No sign of forgetting: {numbers}, a rise within the {threshold * 100:g} % that the report flags."
 
 
 def context(evaluation: dict) -> list[str]:

@@ -139,6 +139,7 @@ def test_forgetting_is_flagged_beyond_the_threshold_only():
     assert forgetting(_evaluation(general_change=0.08)["general_text"]).startswith("**Forgetting:**")
     calm = forgetting(_evaluation(general_change=0.03)["general_text"])
     assert calm.startswith("No sign of forgetting") and "+3.0%" in calm and "5 %" in calm
+    assert forgetting(_evaluation(general_change=-0.1)["general_text"]).endswith("it did not rise.")
 
 
 def test_the_report_gives_intervals_forgetting_and_context(tmp_path):
