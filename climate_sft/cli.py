@@ -1,10 +1,10 @@
 """The `climate-sft` command: one subcommand per stage, plus the shipped recipes.
 
     climate-sft extract SOURCE --output CORPUS_DIR   (a folder of PDFs / .txt / .md, a .jsonl file, or
-        --dataset_name NAME) [--ocr] [--keep-back-matter] [--languages en,fr] [--shard I/N]
+        --dataset_name NAME) [--ocr] [--keep-back-matter] [--languages en,fr] [--stratify FIELD] [--shard I/N]
     climate-sft train --config RECIPE [--dry-run] [--key value ...]
     climate-sft find-batch-size --config RECIPE
-    climate-sft eval RUN_DIR
+    climate-sft eval RUN_DIR [--general-text DIR] [--forgetting-threshold 0.05]
     climate-sft report RUN_DIR
     climate-sft ls                       the shipped recipes and accelerate configs
     climate-sft cp NAME [DEST]           copy one out to edit
@@ -79,7 +79,7 @@ def _extract(args: argparse.Namespace) -> None:
         source = args.source or SAMPLE_PDF_DIR
     shard = _shard(args.shard) if args.shard else None
     languages = [code.strip() for code in args.languages.split(",") if code.strip()] if args.languages else None
-    options = dict(ocr=args.ocr, keep_back_matter=args.keep_back_matter, languages=languages)
+    options = dict(ocr=args.ocr, keep_back_matter=args.keep_back_matter, languages=languages, stratify=args.stratify)
     stats, results = build_corpus(
         source, args.output, ratios, args.seed, args.workers, shard, text_field=args.text_field, **options
     )
@@ -119,7 +119,10 @@ def _find_batch_size(args: argparse.Namespace, rest: list[str]) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from climate_sft.evaluation import evaluate_run, summary_line
 
-    print(summary_line(evaluate_run(args.run_dir, batch_size=args.batch_size, stride=args.stride), args.run_dir))
+    given = dict(general_text=args.general_text, forgetting_threshold=args.forgetting_threshold)
+    options = {key: value for key, value in given.items() if value is not None}  # evaluation.py has the defaults
+    results = evaluate_run(args.run_dir, batch_size=args.batch_size, stride=args.stride, **options)
+    print(summary_line(results, args.run_dir))
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -151,7 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="field of .jsonl records / column of the dataset holding the text (default: text)",
     )
     p.add_argument("--output", default="data/corpus", help="corpus folder to write (default: data/corpus)")
-    p.add_argument("--split", default="0.9,0.05,0.05", help="train,validation,test ratios by document")
+    p.add_argument(
+        "--split",
+        default="0.9,0.05,0.05",
+        help="train,validation,test shares of the corpus's (estimated) tokens; whole documents, at least 2 "
+        "per held-out split where the corpus has 8 or more",
+    )
+    p.add_argument(
+        "--stratify",
+        metavar="FIELD",
+        help="folder, kind or language: the manifest field whose values take turns in the held-out splits, so "
+        "a test split is not all one kind",
+    )
     p.add_argument("--seed", type=int, default=42, help="seed of the document split")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--ocr", action="store_true", help="OCR pages without a text layer (needs Tesseract)")
@@ -181,6 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: by device)")
     p.add_argument(
         "--stride", type=int, default=None, help="sliding-window stride in tokens (default: half the window)"
+    )
+    p.add_argument(
+        "--general-text",
+        metavar="DIR",
+        help="folder of .txt / .md files of general, non-climate text to measure forgetting on "
+        "(default: the bundled set)",
+    )
+    p.add_argument(
+        "--forgetting-threshold",
+        type=float,
+        help="rise in general-text perplexity the report flags as forgetting (default: 0.05, i.e. 5%%)",
     )
     p.set_defaults(run=_eval)
 

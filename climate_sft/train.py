@@ -30,10 +30,10 @@ from climate_sft.config import (
     preflight,
     resolved_values,
 )
-from climate_sft.corpus import load_corpus, split_record, write_atomic
+from climate_sft.corpus import load_corpus, small_test_split_note, split_record, write_atomic
 from climate_sft.mixing import mix_corpora
 from climate_sft.modeling import load_tokenizer
-from climate_sft.packing import split_token_stats
+from climate_sft.packing import encode_documents, split_token_stats
 from climate_sft.run_stats import StepClock, peak_memory, reset_peak_memory
 from climate_sft.trainer import (
     build_trainer,
@@ -85,6 +85,13 @@ def dry_run(recipe, corpus, tokenizer, mixture: dict | None) -> None:
     print(f"# corpus {recipe.data.corpus_dir}: tokens after packing to {t.max_length} ({t.packing_strategy})")
     for split, stats in split_token_stats(corpus, ("train", recipe.data.eval_split), tokenizer, t).items():
         print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+    sizes = {
+        split: (len(ds), sum(map(len, encode_documents(list(ds["text"]), tokenizer)))) for split, ds in corpus.items()
+    }
+    print("# splits (whole documents): " + "; ".join(f"{s} {d} documents, {n} tokens" for s, (d, n) in sizes.items()))
+    small = small_test_split_note(*sizes.get(recipe.data.test_split, (0, 0)))
+    if small:
+        print(f"# note: {small}")
     print("dry run: recipe valid, no model weights loaded")
 
 

@@ -57,6 +57,10 @@ def test_dry_run_loads_no_weights(tiny_recipe, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "max_length: 32" in out and "tokens_kept" in out and "packed_sequences" in out
     assert "dry run: recipe valid" in out
+    sizes = next(line for line in out.splitlines() if line.startswith("# splits (whole documents): "))
+    corpus = load_corpus(load_recipe(tiny_recipe()).data.corpus_dir)
+    for split in ("train", "validation", "test"):
+        assert f"{split} {len(corpus[split])} documents, " in sizes
 
 
 def test_bfd_would_drop_tokens_that_bfd_split_keeps(tiny_recipe, tiny_tokenizer_dir):
