@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -101,9 +102,20 @@ def resolve_model_path(name: str) -> str:
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, folder)
+    publish_folder(tmp, folder)
     return str(folder)
+
+
+def publish_folder(tmp: Path, folder: Path) -> None:
+    """Move a finished folder into place; where another process got there first, keep theirs."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        # a folder only ever appears whole (by this rename), so one that holds config.json is complete
+        if not (folder / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_tokenizer(model_args):

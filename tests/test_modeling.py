@@ -1,4 +1,4 @@
-"""Model loading choices that depend on the launch: how 4-bit weights are stored under FSDP and ZeRO-3."""
+"""Model loading choices: how 4-bit weights are stored under FSDP and ZeRO-3, and the dequantized GGUF cache."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from climate_sft.config import RecipeError, load_recipe
-from climate_sft.modeling import linear_module_names, load_model, quantization_config
+from climate_sft.modeling import linear_module_names, load_model, publish_folder, quantization_config
 
 # What `accelerate launch` puts in each process's environment for these configs.
 LAUNCHES = {
@@ -88,3 +88,32 @@ def test_lora_targets_are_read_without_deepspeed_partitioning_the_empty_model(ti
         "down_proj",
         "lm_head",
     }
+
+
+def _finished_folder(path, marker):
+    path.mkdir()
+    (path / "config.json").write_text(marker)
+
+
+def test_a_dequantized_model_is_published_by_one_rename(tmp_path):
+    _finished_folder(tmp_path / ".model.tmp-1", "mine")
+    publish_folder(tmp_path / ".model.tmp-1", tmp_path / "cache" / "model")
+    assert (tmp_path / "cache" / "model" / "config.json").read_text() == "mine"
+    assert not (tmp_path / ".model.tmp-1").exists()
+
+
+def test_two_processes_dequantizing_at_once_both_succeed(tmp_path):
+    """The second to finish keeps the first one's folder (a demo crashed here when two runs started together)."""
+    _finished_folder(tmp_path / "model", "first")
+    _finished_folder(tmp_path / ".model.tmp-2", "second")
+    publish_folder(tmp_path / ".model.tmp-2", tmp_path / "model")
+    assert (tmp_path / "model" / "config.json").read_text() == "first"
+    assert not (tmp_path / ".model.tmp-2").exists()
+
+
+def test_a_folder_in_the_way_that_is_no_model_is_an_error(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "stray.txt").write_text("x")
+    _finished_folder(tmp_path / ".model.tmp-3", "third")
+    with pytest.raises(OSError):
+        publish_folder(tmp_path / ".model.tmp-3", tmp_path / "model")
