@@ -22,9 +22,10 @@ def write_pdf(path: Path, pages: list[list[str]], title: str = "", **save_kwargs
         page = doc.new_page()
         for n, line in enumerate(lines):
             page.insert_text((72, 72 + 14 * n), line, fontname="helv", fontsize=11)
-    if title:
-        doc.set_metadata({"title": title})
-    doc.save(path, **save_kwargs)
+    # no dates and no random file id: the same pages give the same bytes, so a document's id (its file hash) and
+    # the split it lands in are the same on every run
+    doc.set_metadata({"title": title} if title else {})
+    doc.save(path, **{"no_new_id": True, **save_kwargs})
     return path
 
 

@@ -241,7 +241,7 @@ CASES = [
         "eval when the corpus lost the test documents",
         ["eval", "{run}"],
         lambda t, tmp: _rebuild_without_test_documents(t),
-        "no longer holds 1 of the run's 1 test document(s)",
+        "no longer holds 2 of the run's 2 test document(s)",
         ["{run}"],
     ),
     (
