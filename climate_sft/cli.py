@@ -2,8 +2,10 @@
 
     climate-sft extract SOURCE --output CORPUS_DIR   (a folder of PDFs / .txt / .md, a .jsonl file, or
         --dataset_name NAME) [--ocr] [--keep-back-matter] [--languages en,fr] [--shard I/N]
-    climate-sft train --config RECIPE [--dry-run] [--key value ...]
-    climate-sft find-batch-size --config RECIPE
+    climate-sft train --config RECIPE [--accelerate_config NAME] [--num_processes N] [--dry-run] [--key value ...]
+    climate-sft find-batch-size --config RECIPE [--accelerate_config NAME] [--num_processes N]
+    climate-sft merge RUN_DIR --output DIR [--dtype bfloat16] [--base FOLDER] [--gguf]
+    climate-sft generate RUN_DIR --prompt TEXT [--interactive] [--base FOLDER]
     climate-sft eval RUN_DIR
     climate-sft report RUN_DIR
     climate-sft ls                       the shipped recipes and accelerate configs
@@ -104,16 +106,30 @@ def _is_ratios(text: str) -> bool:
     return True
 
 
+def _launched(module: str, rest: list[str], in_process) -> None:
+    """Start `accelerate launch` for the module (a process per GPU), unless already under a launcher or only
+    checking (--dry-run, --help-keys, --help load no model)."""
+    from climate_sft.launch import already_launched, launch, take_launch_flags
+
+    checking = any(flag in rest for flag in ("--dry-run", "--help-keys", "--help", "-h"))
+    if already_launched() or checking:
+        in_process(take_launch_flags(rest)[2])
+        return
+    with exit_on_user_error(f"climate-sft {module.rsplit('.', 1)[-1].replace('_', '-')}"):
+        code = launch(module, rest)
+    sys.exit(code)
+
+
 def _train(args: argparse.Namespace, rest: list[str]) -> None:
     from climate_sft import train
 
-    train.main(rest)
+    _launched("climate_sft.train", rest, train.main)
 
 
 def _find_batch_size(args: argparse.Namespace, rest: list[str]) -> None:
     from climate_sft import batch_size
 
-    batch_size.main(rest)
+    _launched("climate_sft.batch_size", rest, batch_size.main)
 
 
 def _eval(args: argparse.Namespace) -> None:
