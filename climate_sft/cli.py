@@ -136,12 +136,42 @@ def _eval(args: argparse.Namespace) -> None:
     from climate_sft.evaluation import evaluate_run, summary_line
 
     print(summary_line(evaluate_run(args.run_dir, batch_size=args.batch_size, stride=args.stride), args.run_dir))
+    if args.samples:
+        from climate_sft.generate import write_samples
+
+        print(f"answers to {args.samples} held-out passages written to {write_samples(args.run_dir, args.samples)}")
 
 
 def _report(args: argparse.Namespace) -> None:
+    from climate_sft.model_card import write_model_card
     from climate_sft.report import write_report
 
     print(f"report written to {write_report(args.run_dir)}")
+    print(f"model card written to {write_model_card(args.run_dir)}")
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from climate_sft.merge import merge
+
+    written = merge(args.run_dir, args.output, args.dtype, args.base, args.gguf, args.converter)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from climate_sft.generate import Decoding, SideBySide, interactive, write_samples
+
+    decoding = Decoding(args.max_new_tokens, args.sample, args.temperature, args.top_p, args.seed, args.chat)
+    if args.samples:
+        print(f"written to {write_samples(args.run_dir, args.samples, args.base, decoding)}")
+        return
+    if not args.prompt and not args.interactive:
+        raise UserError("give --prompt TEXT (repeatable), --interactive, or --samples N")
+    pair = SideBySide(args.run_dir, args.base)
+    for prompt in args.prompt or []:
+        pair.show(prompt, decoding)
+    if args.interactive:
+        interactive(pair, decoding)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,11 +228,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stride", type=int, default=None, help="sliding-window stride in tokens (default: half the window)"
     )
+    p.add_argument(
+        "--samples", type=int, default=3, help="greedy answers to N held-out passages into samples.json (0: none)"
+    )
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("report", help="write REPORT.md with plots for a run folder")
     p.add_argument("run_dir", help="output folder of a training run")
     p.set_defaults(run=_report)
+
+    p = sub.add_parser("merge", help="adapter merged into its base: a standalone safetensors model (and GGUF)")
+    p.add_argument("run_dir", help="output folder of a training run")
+    p.add_argument("--output", required=True, help="folder to write the merged model into (new or empty)")
+    p.add_argument("--dtype", default="bfloat16", help="bfloat16 (default), float16 or float32")
+    p.add_argument("--base", help="the base model from a local folder instead of the run's model_name_or_path")
+    p.add_argument("--gguf", action="store_true", help="also write a GGUF file (llama.cpp's converter)")
+    p.add_argument("--converter", help="path to llama.cpp's convert_hf_to_gguf.py (default: $LLAMA_CPP_DIR/...)")
+    p.set_defaults(run=_merge)
+
+    p = sub.add_parser("generate", help="base and fine-tuned model answer the same prompts, streamed")
+    p.add_argument("run_dir", help="output folder of a training run")
+    p.add_argument("--prompt", action="append", help="text to continue (repeatable)")
+    p.add_argument("--interactive", action="store_true", help="read prompts from the terminal, one per line")
+    p.add_argument("--samples", type=int, default=0, help="write samples.json from N held-out passages instead")
+    p.add_argument("--sample", action="store_true", help="also a sampled answer from each (same seed)")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base", help="the base model from a local folder instead of the run's model_name_or_path")
+    p.set_defaults(run=_generate)
 
     p = sub.add_parser("ls", help="list the shipped recipes and accelerate configs")
     p.set_defaults(run=_ls)
