@@ -116,8 +116,19 @@ def _launched(module: str, rest: list[str], in_process) -> None:
         in_process(take_launch_flags(rest)[2])
         return
     with exit_on_user_error(f"climate-sft {module.rsplit('.', 1)[-1].replace('_', '-')}"):
+        _check_recipe(take_launch_flags(rest)[2])  # bad input ends here, in one line, before any process starts
         code = launch(module, rest)
     sys.exit(code)
+
+
+def _check_recipe(argv: list[str]) -> None:
+    from climate_sft.config import load_recipe, preflight
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--config")
+    known, overrides = parser.parse_known_args(argv)
+    if known.config:  # without it the entry point itself says what is missing
+        preflight(load_recipe(known.config, overrides), check_modules=False)
 
 
 def _train(args: argparse.Namespace, rest: list[str]) -> None:
