@@ -61,7 +61,7 @@ def model_card(run_dir: Path) -> str:
         "",
         f"# {name}",
         "",
-        f"A {method.upper()} adapter for {base_link}, trained with "
+        f"A {'QLoRA' if method == 'qlora' else 'LoRA'} adapter for {base_link}, trained with "
         "climate-sft (TRL `SFTTrainer` + PEFT) on text extracted from climate PDFs.",
         "",
         "## Use",
