@@ -7,38 +7,79 @@
 #           the other; train_speed.json holds every row
 #   levers  (1 GPU): the second half: GPU tests, regional compile, offload, a kernel profile of the best row, and
 #           the seed-vs-tuned loss comparison over the same 20 steps
-#   multi   (4 GPUs): DDP, DeepSpeed ZeRO-2/3 and FSDP on GPU pairs for 20 steps, one-GPU references at the
-#           same effective batch, reload checks of sharded adapters on one GPU (last run on H100s, 2026-11-28)
+#   multi SUB (2 GPUs, e.g. two H200s; the tuned recipe qlora_h100_fast.yaml at max_length 2048 unless stated;
+#           every training process capped at an H100's 79.2 GiB through benchmarks/capped_train.py, except in
+#           `nodes`, which runs the README's command as written). Each SUB fits one 10-minute device call;
+#           names after SUB run only those runs of it (e.g. `multi big one fsdp`, then `multi big zero3`):
+#     scaling [one ddp zero2 zero3 fsdp]  one GPU, then two, each alone on the machine, same 16 rows per GPU and
+#           effective batch 32 (16 x 2 on one GPU, 16 x 1 on two), 13 steps, 3 of warm-up excluded; the table of
+#           tokens/s per GPU, scaling efficiency and memory (benchmarks/scaling_table.py)
+#     qlora [one fsdp zero3]  4-bit base under FSDP and ZeRO-3 (storage in bf16: climate_sft.modeling), 20 steps,
+#           losses against one GPU at the same effective batch (benchmarks/compare_runs.py), adapters reloaded
+#           on one GPU (benchmarks/reload_check.py)
+#     big [one fsdp zero3]  full fine-tune (no LoRA) of a random Llama-3.1-8B: fp32 weights, bf16 autocast,
+#           fused AdamW = 16 bytes a parameter, 128 GB: out of memory on one GPU, trains on two sharded
+#     resume  a DDP run SIGKILLed (its whole process tree) after its second checkpoint, rerun: same losses and
+#           adapter as an uninterrupted run
+#     nodes   the README's multi-node command as two "machines" on this host (--num_machines 2, --machine_rank
+#           0/1, one GPU each, rendezvous on 127.0.0.1) for DDP and DeepSpeed ZeRO-2, against one 2-GPU launch
+#   (The 4-GPU `multi` of 2026-11-28, GPU pairs side by side with other jobs, is results/multi_gpu_h100.json.)
 #
 # Needs: .devsite/ or .devsite.tar.xz (../shared/device/build-site.sh, then tar -cJf), data/tokenizer/ (any
 # saved tokenizer; the SmolLM2 one from `make demo` is used), a GPU machine. Results go to $OUT (or ./gpu-results).
-# The model is a randomly initialised Llama-3.2-3B (exact architecture): weights change neither memory
-# nor speed, and the real ones cannot be downloaded there.
+# The models are randomly initialised (exact Llama-3.2-3B / Llama-3.1-8B architectures): weights change neither
+# memory nor speed, and the real ones cannot be downloaded there. Models and runs are kept under runs/gpu/ (ignored
+# by git), so a machine kept warm between calls reuses them.
 set -uo pipefail
-mode=${1:?usage: gpu_session.sh speed|levers|multi}
+mode=${1:?usage: gpu_session.sh speed|levers|multi scaling|qlora|big|resume|nodes [runs...]}
+sub=${2:-}
 OUT=${OUT:-$PWD/gpu-results}
 [ -d .devsite ] || tar -xJf .devsite.tar.xz  # the archive travels: the folder is over the device's carry limit
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD/.devsite:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-MODEL=/tmp/llama-3.2-3b-random
-CORPUS=/tmp/bench_corpus
+STORE=$PWD/runs/gpu     # models, corpora and runs; kept by a warm machine
+RUNS=$STORE/runs
+MODEL=$STORE/llama-3.2-3b-random
+CORPUS=$STORE/bench_corpus
+SMALL=$STORE/small_corpus
+mkdir -p "$RUNS"
 nvidia-smi -L | tee "$OUT/gpus.txt"
-python3 -c "import torch, transformers, trl, peft; print(torch.__version__, transformers.__version__, trl.__version__, peft.__version__)" | tee -a "$OUT/gpus.txt"
-python3 -m scripts.random_model "$MODEL" --arch llama-3.2-3b --tokenizer data/tokenizer >/dev/null &
-python3 -m benchmarks.bench_corpus "$CORPUS" --documents 600 | tail -1
+python3 - "$*" <<'PY' | tee "$OUT/meta.json"
+import importlib, json, subprocess, sys, time
+versions = {}
+for name in ("torch", "transformers", "trl", "peft", "accelerate", "bitsandbytes", "deepspeed", "liger_kernel"):
+    try:
+        versions[name] = importlib.import_module(name).__version__
+    except Exception as error:  # a missing extra is recorded, not fatal
+        versions[name] = f"absent ({type(error).__name__})"
+cards = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.splitlines()
+print(json.dumps({"command": f"bash benchmarks/gpu_session.sh {sys.argv[1]}", "date": time.strftime("%Y-%m-%d"),
+                  "cards": cards, "versions": versions}))
+PY
+if [ "$sub" != big ]; then  # big trains its own 8B model on the small corpus
+  [ -f "$MODEL/config.json" ] || python3 -m scripts.random_model "$MODEL" --arch llama-3.2-3b --tokenizer data/tokenizer >/dev/null &
+  [ -f "$CORPUS/stats.json" ] || python3 -m benchmarks.bench_corpus "$CORPUS" --documents 600 | tail -1
+fi
+[ -f "$SMALL/stats.json" ] || python3 -m benchmarks.bench_corpus "$SMALL" --documents 140 | tail -1
 wait
 
+entry=(-m climate_sft.train)  # multi modes: benchmarks.capped_train (the same entry point under the 80 GB cap)
 # A run's numbers: training_stats.json, copied out under the run's name.
 train() {  # train NAME GPUS ACCELERATE_CONFIG RECIPE [recipe flags...]
   local name=$1 gpus=$2 config=$3 recipe=$4; shift 4
   local n; n=$(awk -F, '{print NF}' <<<"$gpus")
-  CUDA_VISIBLE_DEVICES=$gpus timeout 420 accelerate launch --config_file "$config" --num_processes "$n" \
-    -m climate_sft.train --config "$recipe" --model_name_or_path "$MODEL" --corpus_dir "$CORPUS" \
-    --output_dir "/tmp/runs/$name" --report_to none "$@" > "$OUT/$name.log" 2>&1
-  echo "$name: exit $?"
-  cp "/tmp/runs/$name/training_stats.json" "$OUT/$name.json" 2>/dev/null
+  [ -n "${KEEP:-}" ] || rm -rf "${RUNS:?}/$name"  # a warm machine's earlier run would be resumed, not repeated
+  CUDA_VISIBLE_DEVICES=$gpus timeout "${LIMIT:-420}" accelerate launch --config_file "$config" --num_processes "$n" \
+    --main_process_port $((29500 + RANDOM % 1000)) "${entry[@]}" --config "$recipe" --model_name_or_path "$MODEL" \
+    --corpus_dir "$CORPUS" --output_dir "$RUNS/$name" --report_to none "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name: exit $rc $(grep -m1 -o 'out of GPU memory[^;]*' "$OUT/$name.log")"
+  cp "$RUNS/$name/training_stats.json" "$OUT/$name.json" 2>/dev/null
+  return $rc
 }
+wanted() { [ -z "${picked:-}" ] || [[ " $picked " == *" $1 "* ]]; }  # wanted RUN: named after SUB, or none named
+picked="${*:3}"
 
 cap=(--memory-cap-gib 79.2)  # an H100's 80 GB, less what CUDA's context takes
 if [ "$mode" = speed ]; then
@@ -76,26 +117,93 @@ elif [ "$mode" = levers ]; then
   echo "profile: exit $?"
   tail -n 6 "$OUT"/loss_parity.log "$OUT"/levers.log
 elif [ "$mode" = multi ]; then
-  python3 -m benchmarks.bench_corpus /tmp/small_corpus --documents 140 | tail -1
-  # 20 steps, effective batch 8 sequences of 2048 tokens: 4 per GPU on two GPUs, 4 x 2 accumulation on one.
-  # Same seed and data order, so the losses are comparable step by step.
-  run=(--corpus_dir /tmp/small_corpus --max_steps 20 --per_device_train_batch_size 4 --effective_batch_size 8
-       --eval_strategy steps --eval_steps 20 --save_strategy steps --save_steps 20 --logging_steps 1 --seed 7)
-  lora=(--load_in_4bit false --dtype bfloat16)
-  q=recipes/qlora_h100_bf16.yaml
-  (train ddp_qlora 1,2 accelerate_configs/multi_gpu.yaml $q "${run[@]}"
-   train zero2_qlora 1,2 accelerate_configs/deepspeed_zero2.yaml $q "${run[@]}") &
-  pair=$!
-  train one_gpu_qlora 3 accelerate_configs/single_h100.yaml $q "${run[@]}"
-  train one_gpu_lora 3 accelerate_configs/single_h100.yaml $q "${run[@]}" "${lora[@]}"
-  train zero3_lora 0,3 accelerate_configs/deepspeed_zero3.yaml $q "${run[@]}" "${lora[@]}"
-  train fsdp_lora 0,3 accelerate_configs/fsdp.yaml $q "${run[@]}" "${lora[@]}"
-  wait $pair
-  for name in zero3_lora fsdp_lora zero2_qlora; do
-    CUDA_VISIBLE_DEVICES=1 timeout 120 python3 -m benchmarks.reload_check "/tmp/runs/$name" 2>>"$OUT/reload.log" | tail -1 | tee -a "$OUT/reload.jsonl"
-  done
-  tail -n 3 "$OUT"/*_lora.log "$OUT"/*_qlora.log
+  [ "$(nvidia-smi -L | grep -c GPU)" -ge 2 ] || { echo "multi needs two GPUs"; exit 1; }
+  entry=(-m benchmarks.capped_train --memory-cap-gib 79.2)
+  fast=recipes/qlora_h100_fast.yaml
+  single=accelerate_configs/single_h100.yaml ddp=accelerate_configs/multi_gpu.yaml fsdp=accelerate_configs/fsdp.yaml
+  zero2=accelerate_configs/deepspeed_zero2.yaml zero3=accelerate_configs/deepspeed_zero3.yaml
+  # fused AdamW everywhere: bitsandbytes' 8-bit optimizers fail under FSDP, and every row must use the same one
+  adamw=(--optim adamw_torch_fused)
+  compare() {  # compare REFERENCE OTHER [tolerances]: one JSON line, kept
+    python3 -m benchmarks.compare_runs "$RUNS/$1" "$RUNS/$2" "${@:3}" | tee -a "$OUT/parity.jsonl"
+  }
+  if [ "$sub" = scaling ]; then
+    run=("${adamw[@]}" --per_device_train_batch_size 16 --effective_batch_size 32 --max_steps 13
+         --eval_strategy no --save_strategy no --logging_steps 1 --seed 7)
+    wanted one && train scaling_one_gpu 0 $single $fast "${run[@]}"
+    wanted ddp && train scaling_ddp 0,1 $ddp $fast "${run[@]}"
+    wanted zero2 && train scaling_zero2 0,1 $zero2 $fast "${run[@]}"
+    wanted zero3 && train scaling_zero3 0,1 $zero3 $fast "${run[@]}"
+    wanted fsdp && train scaling_fsdp 0,1 $fsdp $fast "${run[@]}"
+    rows=()
+    for s in ddp zero2 zero3 fsdp; do
+      [ -f "$RUNS/scaling_$s/training_stats.json" ] && rows+=(--run "$s=$RUNS/scaling_$s")
+    done
+    python3 -m benchmarks.scaling_table --one-gpu "$RUNS/scaling_one_gpu" "${rows[@]}" --out "$OUT/scaling_table.json"
+  elif [ "$sub" = qlora ]; then
+    run=("${adamw[@]}" --corpus_dir "$SMALL" --per_device_train_batch_size 16 --effective_batch_size 32
+         --max_steps 20 --eval_strategy steps --eval_steps 20 --save_strategy no --logging_steps 1 --seed 7)
+    wanted one && train qlora_one_gpu 0 $single $fast "${run[@]}"
+    wanted fsdp && train qlora_fsdp 0,1 $fsdp $fast "${run[@]}"
+    wanted zero3 && train qlora_zero3 0,1 $zero3 $fast "${run[@]}"
+    for s in fsdp zero3; do
+      [ -f "$RUNS/qlora_$s/training_stats.json" ] || continue
+      # losses only: the adapters train in fp32 on one GPU, in bf16 under FSDP/ZeRO-3 (climate_sft/trainer.py)
+      compare qlora_one_gpu "qlora_$s" --loss-rtol 1e-2 --weight-atol inf
+      CUDA_VISIBLE_DEVICES=0 timeout 120 python3 -m benchmarks.reload_check "$RUNS/qlora_$s" 2>>"$OUT/reload.log" \
+        | tail -1 | tee -a "$OUT/reload.jsonl"
+    done
+  elif [ "$sub" = big ]; then
+    BIG=$STORE/llama-3.1-8b-random
+    [ -f "$BIG/config.json" ] || python3 -m scripts.random_model "$BIG" --arch llama-3.1-8b --tokenizer data/tokenizer
+    # no LoRA, no 4-bit: every weight trains; 1 row of 2048 tokens per GPU, effective batch 2
+    run=("${adamw[@]}" --model_name_or_path "$BIG" --corpus_dir "$SMALL" --use_peft false --load_in_4bit false
+         --dtype float32 --bf16 true --gradient_checkpointing true --use_liger_kernel false
+         --per_device_train_batch_size 1 --effective_batch_size 2 --max_steps 8 --eval_strategy no
+         --save_strategy no --logging_steps 1 --seed 7)
+    wanted one && LIMIT=240 train big_one_gpu 0 $single $fast "${run[@]}"
+    wanted fsdp && train big_fsdp 0,1 $fsdp $fast "${run[@]}"
+    wanted zero3 && train big_zero3 0,1 $zero3 $fast "${run[@]}"
+  elif [ "$sub" = resume ]; then
+    run=("${adamw[@]}" --corpus_dir "$SMALL" --max_steps 12 --save_strategy steps --save_steps 4 --eval_strategy no
+         --logging_steps 1 --seed 7)
+    train resume_whole 0,1 $ddp $fast "${run[@]}"
+    train resume_killed 0,1 $ddp $fast "${run[@]}" &
+    launcher=$!
+    until [ "$(ls "$RUNS"/resume_killed/checkpoint-*/trainer_state.json 2>/dev/null | wc -l)" -ge 2 ] \
+      || ! kill -0 $launcher 2>/dev/null; do sleep 0.05; done
+    # a machine dying: the whole tree (torchrun starts its workers in sessions of their own), frozen, then killed
+    tree() { echo "$1"; local child; for child in $(pgrep -P "$1"); do tree "$child"; done; }
+    pids=$(tree $launcher)
+    kill -STOP $pids 2>/dev/null; kill -KILL $pids 2>/dev/null; wait $launcher 2>/dev/null
+    echo "killed with checkpoints: $(ls -d "$RUNS"/resume_killed/checkpoint-* | xargs -n1 basename | tr '\n' ' ')"
+    [ ! -f "$RUNS/resume_killed/training_stats.json" ] || echo "resume: NOT TESTED, the run had finished before the kill"
+    mv "$OUT/resume_killed.log" "$OUT/resume_killed_first.log"
+    KEEP=1 train resume_killed 0,1 $ddp $fast "${run[@]}"   # the same command again
+    grep -m1 "resuming from" "$RUNS/resume_killed/train.log"
+    compare resume_whole resume_killed --loss-rtol 1e-3 --weight-atol 1e-3
+  elif [ "$sub" = nodes ]; then
+    entry=(-m climate_sft.train)  # the README's command as written
+    run=(--corpus_dir "$SMALL" --max_steps 12 --eval_strategy no --save_strategy no --logging_steps 1 --seed 7)
+    for config in multi_gpu deepspeed_zero2; do
+      train "nodes_${config}_one_host" 0,1 "accelerate_configs/$config.yaml" $fast "${run[@]}"
+      port=$((29500 + RANDOM % 1000))
+      rm -rf "$RUNS/nodes_${config}_two_machines"
+      for rank in 0 1; do  # machine R sees GPU R only
+        CUDA_VISIBLE_DEVICES=$rank timeout 420 accelerate launch --config_file "accelerate_configs/$config.yaml" \
+          --num_machines 2 --num_processes 2 --machine_rank $rank --main_process_ip 127.0.0.1 --main_process_port $port \
+          -m climate_sft.train --config $fast --model_name_or_path "$MODEL" --output_dir "$RUNS/nodes_${config}_two_machines" \
+          --report_to none "${run[@]}" > "$OUT/nodes_${config}_machine$rank.log" 2>&1 &
+      done
+      wait
+      cp "$RUNS/nodes_${config}_two_machines/training_stats.json" "$OUT/nodes_${config}_two_machines.json" 2>/dev/null
+      compare "nodes_${config}_one_host" "nodes_${config}_two_machines" --loss-rtol 1e-3 --weight-atol 1e-3
+    done
+  else
+    echo "multi needs one of: scaling qlora big resume nodes"; exit 1
+  fi
+  tail -n 3 "$OUT"/*.log
   # the device returns at most 8 files: everything in one archive
-  (cd "$OUT" && tar czf gpu-multi.tgz --remove-files ./*.json ./*.log ./*.txt ./*.jsonl 2>/dev/null)
+  (cd "$OUT" && tar czf "gpu-multi-$sub.tgz" --remove-files ./*.json ./*.log ./*.txt ./*.jsonl 2>/dev/null)
 fi
 ls -la "$OUT"

@@ -25,6 +25,7 @@ def main() -> None:
     trainer = SFTTrainer(  # the adapter is already on the model: no peft_config
         model=PeftModel.from_pretrained(load_model(recipe.model), str(run)),
         args=recipe.training,
+        train_dataset=corpus["train"].select_columns(["text"]),  # TRL 1.16 requires one; nothing trains
         eval_dataset=corpus[recipe.data.eval_split].select_columns(["text"]),
         processing_class=load_tokenizer(recipe.model),
     )

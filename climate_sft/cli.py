@@ -1,12 +1,12 @@
 """The `climate-sft` command: one subcommand per stage, plus the shipped recipes.
 
     climate-sft extract SOURCE --output CORPUS_DIR   (a folder of PDFs / .txt / .md, a .jsonl file, or
-        --dataset_name NAME) [--ocr] [--keep-back-matter] [--languages en,fr] [--shard I/N]
+        --dataset_name NAME) [--ocr] [--keep-back-matter] [--languages en,fr] [--stratify FIELD] [--shard I/N]
     climate-sft train --config RECIPE [--accelerate_config NAME] [--num_processes N] [--dry-run] [--key value ...]
     climate-sft find-batch-size --config RECIPE [--accelerate_config NAME] [--num_processes N]
     climate-sft merge RUN_DIR --output DIR [--dtype bfloat16] [--base FOLDER] [--gguf]
     climate-sft generate RUN_DIR --prompt TEXT [--interactive] [--base FOLDER]
-    climate-sft eval RUN_DIR
+    climate-sft eval RUN_DIR [--general-text DIR] [--forgetting-threshold 0.05] [--samples 3]
     climate-sft report RUN_DIR
     climate-sft ls                       the shipped recipes and accelerate configs
     climate-sft cp NAME [DEST]           copy one out to edit
@@ -81,7 +81,7 @@ def _extract(args: argparse.Namespace) -> None:
         source = args.source or SAMPLE_PDF_DIR
     shard = _shard(args.shard) if args.shard else None
     languages = [code.strip() for code in args.languages.split(",") if code.strip()] if args.languages else None
-    options = dict(ocr=args.ocr, keep_back_matter=args.keep_back_matter, languages=languages)
+    options = dict(ocr=args.ocr, keep_back_matter=args.keep_back_matter, languages=languages, stratify=args.stratify)
     stats, results = build_corpus(
         source, args.output, ratios, args.seed, args.workers, shard, text_field=args.text_field, **options
     )
@@ -146,7 +146,10 @@ def _find_batch_size(args: argparse.Namespace, rest: list[str]) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from climate_sft.evaluation import evaluate_run, summary_line
 
-    print(summary_line(evaluate_run(args.run_dir, batch_size=args.batch_size, stride=args.stride), args.run_dir))
+    given = dict(general_text=args.general_text, forgetting_threshold=args.forgetting_threshold)
+    options = {key: value for key, value in given.items() if value is not None}  # evaluation.py has the defaults
+    results = evaluate_run(args.run_dir, batch_size=args.batch_size, stride=args.stride, **options)
+    print(summary_line(results, args.run_dir))
     if args.samples:
         from climate_sft.generate import write_samples
 
@@ -208,7 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="field of .jsonl records / column of the dataset holding the text (default: text)",
     )
     p.add_argument("--output", default="data/corpus", help="corpus folder to write (default: data/corpus)")
-    p.add_argument("--split", default="0.9,0.05,0.05", help="train,validation,test ratios by document")
+    p.add_argument(
+        "--split",
+        default="0.9,0.05,0.05",
+        help="train,validation,test shares of the corpus's (estimated) tokens; whole documents, at least 2 "
+        "per held-out split where the corpus has 8 or more",
+    )
+    p.add_argument(
+        "--stratify",
+        metavar="FIELD",
+        help="folder, kind or language: the manifest field whose values take turns in the held-out splits, so "
+        "a test split is not all one kind",
+    )
     p.add_argument("--seed", type=int, default=42, help="seed of the document split")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--ocr", action="store_true", help="OCR pages without a text layer (needs Tesseract)")
@@ -241,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--samples", type=int, default=3, help="greedy answers to N held-out passages into samples.json (0: none)"
+    )
+    p.add_argument(
+        "--general-text",
+        metavar="DIR",
+        help="folder of .txt / .md files of general, non-climate text to measure forgetting on "
+        "(default: the bundled set)",
+    )
+    p.add_argument(
+        "--forgetting-threshold",
+        type=float,
+        help="rise in general-text perplexity the report flags as forgetting (default: 0.05, i.e. 5%%)",
     )
     p.set_defaults(run=_eval)
 

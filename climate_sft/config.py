@@ -29,7 +29,7 @@ from trl import ModelConfig, SFTConfig, TrlParser
 
 from climate_sft import UserError
 from climate_sft.corpus import CorpusError, check_corpus
-from climate_sft.modeling import ModelNotFound, check_model_source, linear_module_names
+from climate_sft.modeling import ModelNotFound, check_model_source, linear_module_names, quant_storage_problems
 
 # Recipes and accelerate configs ship inside the wheel (climate_sft/recipes, .../accelerate_configs); in a
 # source checkout they are the top-level folders beside the package.
@@ -174,6 +174,8 @@ class ModelArguments(ModelConfig):
                     self.load_in_4bit and self.load_in_8bit,
                     "load_in_4bit and load_in_8bit are both true",
                 ),
+                # 4-bit storage under FSDP/ZeRO-3, which accelerate launch announces in the environment
+                *[(key, True, message) for key, message in quant_storage_problems(self)],
             ]
         )
         super().__post_init__()

@@ -31,7 +31,6 @@ import fcntl
 import hashlib
 import json
 import os
-import random
 import shutil
 import signal
 import time
@@ -281,28 +280,82 @@ def mark_duplicates(results: list[FileResult]) -> None:
             seen[result.sha256] = seen[result.text_sha256] = result.source
 
 
-def split_documents(ids: list[str], ratios: tuple[float, float, float], seed: int) -> dict[str, list[str]]:
-    """Assign whole documents to splits: deterministic for a seed and a set of ids, whatever their order.
+# Tokens are estimated from characters (about 4 per token for English with the BPE tokenizers in use), so that a
+# corpus splits the same whatever model later trains on it and without loading a tokenizer.
+CHARS_PER_TOKEN = 4
+# Fewer held-out documents than this and a perplexity rests on whichever document the hash picked.
+MIN_HELD_OUT_DOCUMENTS = 2
+STRATIFY_FIELDS = ("folder", "kind", "language")
 
-    With three or more documents every split gets at least one; with fewer, train comes first.
+
+@dataclass(frozen=True)
+class SplitDocument:
+    """What the splitter needs of a document: its id, its estimated size in tokens, and its stratum."""
+
+    id: str
+    tokens: int
+    stratum: str = ""
+
+
+def estimate_tokens(characters: int) -> int:
+    return -(-characters // CHARS_PER_TOKEN)
+
+
+def _hash_order(documents: list[SplitDocument], seed: int) -> list[SplitDocument]:
+    """A seeded order by hash of id: it does not depend on the input order, and a document added later does not
+    reshuffle the others. Strata take turns, so a held-out split drawn from the front mixes them."""
+    strata: dict[str, list[SplitDocument]] = {}
+    for document in sorted(documents, key=lambda d: hashlib.sha256(f"{seed}:{d.id}".encode()).hexdigest()):
+        strata.setdefault(document.stratum, []).append(document)
+    queues = [strata[name] for name in sorted(strata)]
+    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+
+
+def split_documents(
+    documents: list[SplitDocument], ratios: tuple[float, float, float], seed: int
+) -> dict[str, list[str]]:
+    """Assign whole documents to train / validation / test, deterministically for a seed and a set of documents.
+
+    Test, then validation, take documents in `_hash_order` until each holds at least its share of the corpus's
+    tokens (`ratios`, normalised) and at least `MIN_HELD_OUT_DOCUMENTS` documents, as long as train keeps at
+    least half of the documents; a corpus too small for that gives each held-out split one document (three or
+    more documents) or none (fewer: everything trains).
     """
-    order = sorted(ids)
-    random.Random(seed).shuffle(order)
+    order = _hash_order(documents, seed)
     n = len(order)
-    total = sum(ratios)
-    n_val = round(n * ratios[1] / total)
-    n_test = round(n * ratios[2] / total)
-    if n >= 3:
-        n_val, n_test = max(1, n_val), max(1, n_test)
-        n_val = min(n_val, n - n_test - 1)
+    total_tokens = sum(d.tokens for d in order)
+    shares = [r / sum(ratios) for r in ratios]
+    if n >= 4 * MIN_HELD_OUT_DOCUMENTS:
+        wanted_docs, train_keeps = MIN_HELD_OUT_DOCUMENTS, -(-n // 2)
     else:
-        n_val, n_test = 0, min(n_test, n - 1)
-    n_train = n - n_val - n_test
+        wanted_docs, train_keeps = (1, 1) if n >= 3 else (0, n)
+    held_out: dict[str, list[SplitDocument]] = {}
+    for split, share in (("test", shares[2]), ("validation", shares[1])):
+        taken, tokens = [], 0
+        room = n - train_keeps - sum(map(len, held_out.values()))
+        if split == "test" and shares[1] > 0:
+            room -= wanted_docs  # leave validation its documents
+        while share > 0 and len(taken) < room:
+            if len(taken) >= wanted_docs and tokens * (1 + 1e-9) >= share * total_tokens:
+                break
+            taken.append(order.pop(0))
+            tokens += taken[-1].tokens
+        held_out[split] = taken
     return {
-        "train": order[:n_train],
-        "validation": order[n_train : n_train + n_val],
-        "test": order[n_train + n_val :],
+        "train": [d.id for d in order],
+        "validation": [d.id for d in held_out["validation"]],
+        "test": [d.id for d in held_out["test"]],
     }
+
+
+def document_stratum(result: FileResult, field: str | None, root: Path | None) -> str:
+    """The value of a manifest field that `extract --stratify` balances the held-out splits over."""
+    if not field:
+        return ""
+    if field == "folder":
+        parent = Path(result.source).parent
+        return str(parent.relative_to(root)) if root and parent.is_relative_to(root) else str(parent)
+    return str(getattr(result, field))
 
 
 def document_features():
@@ -347,6 +400,7 @@ def corpus_stats(dataset_dict) -> dict:
             "documents": len(ds),
             "pages": sum(ds["pages"]),
             "characters": sum(ds["characters"]),
+            "tokens_estimate": sum(estimate_tokens(c) for c in ds["characters"]),
             "words": sum(len(t.split()) for t in ds["text"]),
         }
     stats["total"] = {key: sum(stats[s][key] for s in SPLITS) for key in stats["train"]}
@@ -411,18 +465,23 @@ def build_corpus(
     ocr: bool = False,
     keep_back_matter: bool = False,
     languages: list[str] | None = None,
+    stratify: str | None = None,
 ) -> tuple[dict, list[FileResult]]:
     """Extract, deduplicate, split and save. Returns (stats, per-input results); with `shard`, extract only.
 
     `text_field` names the text of `.jsonl` records and dataset rows. `ocr`: read pages without a text layer
     with Tesseract. `keep_back_matter`: keep reference lists and licence boilerplate. `languages`: keep only
-    documents detected in these ISO 639-1 languages.
+    documents detected in these ISO 639-1 languages. `ratios` are each split's share of the estimated tokens
+    and `stratify` a manifest field (`STRATIFY_FIELDS`) whose values take turns in the held-out splits
+    (`split_documents`).
     """
     from datasets import disable_progress_bars
 
     disable_progress_bars()  # the extraction bar and the summary say all there is to say
 
     output_dir = Path(output_dir)
+    if stratify and stratify not in STRATIFY_FIELDS:
+        raise CorpusError(f"--stratify {stratify}: give one of {', '.join(STRATIFY_FIELDS)} (a manifest field)")
     if not isinstance(source, HubDataset):
         source = Path(source)
         if not source.is_dir() and not (source.is_file() and source.suffix.lower() == ".jsonl"):
@@ -473,10 +532,23 @@ def build_corpus(
                 f"no usable document among {len(results)} input(s) in {source}; "
                 f"see {output_dir / 'manifest.failed.jsonl'} for each file's reason"
             )
-        assignment = split_documents(list(documents), ratios, seed)
+        root = source if isinstance(source, Path) and source.is_dir() else None
+        to_split = [
+            SplitDocument(r.id, estimate_tokens(r.characters), document_stratum(r, stratify, root))
+            for r in results
+            if r.status == "ok"
+        ]
+        assignment = split_documents(to_split, ratios, seed)
         files = {status: sum(r.status == status for r in results) for status in ("ok", "skipped", "duplicate")}
         back_matter = sum(r.back_matter_chars for r in results if r.status == "ok")
-        extra = {"files": files, "back_matter_chars_dropped": back_matter, "seed": seed, "ratios": list(ratios)}
+        extra = {
+            "files": files,
+            "back_matter_chars_dropped": back_matter,
+            "seed": seed,
+            "ratios": list(ratios),
+            "stratify": stratify,
+            "tokens_estimated_as": f"characters / {CHARS_PER_TOKEN}, rounded up, per document",
+        }
         splits = {split: [documents[i] for i in sorted(ids)] for split, ids in assignment.items()}
         build = write_corpus(output_dir, splits, manifest, extra)
     return json.loads((build / "stats.json").read_text()), results
@@ -593,13 +665,28 @@ def summary(stats: dict, results: list[FileResult], output_dir: Path) -> str:
         f"{len(results)} {inputs}: {stats['files']['ok']} documents, {stats['files']['skipped']} skipped, "
         f"{stats['files']['duplicate']} duplicate ({len(results) - cached} extracted, {cached} from cache)"
     )
-    table = [f"  {'split':10s} {'docs':>5s} {'pages':>6s} {'chars':>9s} {'words':>8s}"] + [
+    table = [f"  {'split':10s} {'docs':>5s} {'pages':>6s} {'chars':>9s} {'words':>8s} {'~tokens':>8s}"] + [
         f"  {s:10s} {stats[s]['documents']:5d} {stats[s]['pages']:6d} {stats[s]['characters']:9d} "
-        f"{stats[s]['words']:8d}"
+        f"{stats[s]['words']:8d} {stats[s]['tokens_estimate']:8d}"
         for s in (*SPLITS, "total")
     ]
     empty = [f"  note: the {s} split is empty (too few documents)" for s in SPLITS[1:] if not stats[s]["documents"]]
+    small = small_test_split_note(stats["test"]["documents"], f"~{stats['test']['tokens_estimate']}")
     back = f"  back matter dropped: {stats['back_matter_chars_dropped']} characters (kept with --keep-back-matter)"
     build = current_build(output_dir)
     where = f"corpus written to {build} (manifest.jsonl, stats.json), in use through {output_dir}/CURRENT"
-    return "\n".join([head, *lines, *table, *empty, back, where])
+    tokens = f"  ~tokens: {stats['tokens_estimated_as']} (no tokenizer loaded); split by share of these" + (
+        f", held-out splits stratified by {stats['stratify']}" if stats.get("stratify") else ""
+    )
+    return "\n".join([head, *lines, *table, tokens, *empty, *([f"  note: {small}"] if small else []), back, where])
+
+
+def small_test_split_note(documents: int, tokens: int | str) -> str | None:
+    """One line when a test split of `documents` is too small for a perplexity with an interval, else None."""
+    if 0 < documents < MIN_HELD_OUT_DOCUMENTS:
+        return (
+            f"the test split has {documents} document ({tokens} tokens): too few for a perplexity with a "
+            f"confidence interval; at least {4 * MIN_HELD_OUT_DOCUMENTS} documents give {MIN_HELD_OUT_DOCUMENTS} "
+            "test documents"
+        )
+    return None

@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -101,9 +102,20 @@ def resolve_model_path(name: str) -> str:
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, folder)
+    publish_folder(tmp, folder)
     return str(folder)
+
+
+def publish_folder(tmp: Path, folder: Path) -> None:
+    """Move a finished folder into place; where another process got there first, keep theirs."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        # a folder only ever appears whole (by this rename), so one that holds config.json is complete
+        if not (folder / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_tokenizer(model_args):
@@ -121,8 +133,48 @@ def load_tokenizer(model_args):
     return tokenizer
 
 
+_FLOAT_DTYPES = ("float32", "float16", "bfloat16")
+
+
 def _torch_dtype(name: str | None) -> torch.dtype | str:
-    return getattr(torch, name) if name in ("float32", "float16", "bfloat16") else (name or "auto")
+    return getattr(torch, name) if name in _FLOAT_DTYPES else (name or "auto")
+
+
+def weights_sharded() -> bool:
+    """Whether `accelerate launch` started FSDP or DeepSpeed ZeRO-3: each process then holds a shard of every weight."""
+    return os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+
+
+def quant_storage_problems(model_args) -> list[tuple[str, str]]:
+    """(key, what to do) where 4-bit weights cannot be sharded as the recipe stores them. FSDP and ZeRO-3 flatten a
+    layer's weights into shards of one dtype, so the packed 4-bit weights must be stored in the compute dtype
+    (bitsandbytes packs them in uint8 by default)."""
+    if not (model_args.load_in_4bit and weights_sharded()):
+        return []
+    if model_args.dtype not in _FLOAT_DTYPES:
+        return [
+            (
+                "dtype",
+                f"4-bit weights under FSDP or ZeRO-3 need a compute dtype: write dtype: bfloat16 ({model_args.dtype})",
+            )
+        ]
+    storage = model_args.bnb_4bit_quant_storage
+    if storage and storage != model_args.dtype:
+        return [
+            (
+                "bnb_4bit_quant_storage",
+                f"{storage} cannot be sharded by FSDP or ZeRO-3 beside {model_args.dtype} weights: write "
+                f"bnb_4bit_quant_storage: {model_args.dtype} (the recipe's dtype), or leave the key out",
+            )
+        ]
+    return []
+
+
+def quant_storage(model_args) -> str:
+    """The dtype 4-bit weights are packed in: the recipe's, else the compute dtype under FSDP/ZeRO-3, else uint8."""
+    if model_args.bnb_4bit_quant_storage:
+        return model_args.bnb_4bit_quant_storage
+    return model_args.dtype if weights_sharded() and model_args.dtype in _FLOAT_DTYPES else "uint8"
 
 
 def quantization_config(model_args):
@@ -135,7 +187,7 @@ def quantization_config(model_args):
             bnb_4bit_quant_type=model_args.bnb_4bit_quant_type,
             bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
             bnb_4bit_compute_dtype=_torch_dtype(model_args.dtype),
-            bnb_4bit_quant_storage=_torch_dtype(model_args.bnb_4bit_quant_storage or "uint8"),
+            bnb_4bit_quant_storage=_torch_dtype(quant_storage(model_args)),
         )
     if model_args.load_in_8bit:
         return BitsAndBytesConfig(load_in_8bit=True)
@@ -149,10 +201,7 @@ def _device_map(quantized: bool):
     state = PartialState()
     if not quantized or state.device.type == "cpu":
         return None
-    sharded = (
-        os.environ.get("ACCELERATE_USE_FSDP") == "true" or os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
-    )
-    return None if sharded else {"": state.local_process_index}
+    return None if weights_sharded() else {"": state.local_process_index}
 
 
 def load_config(model_args):
@@ -185,10 +234,13 @@ def choose_attention(model_args, packing: bool) -> str | None:
 def linear_module_names(model_args) -> set[str]:
     """Names of the model's linear layers (what LoRA can target), from its config alone: no weights load."""
     from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
 
+    config = load_config(model_args)
     with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(load_config(model_args))
+        # the class itself, not from_config: under a ZeRO-3 launch from_config partitions the new weights through
+        # DeepSpeed's zero.Init, which cannot copy these empty (meta) tensors
+        model = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)](config)
     return {
         module_name.rsplit(".", 1)[-1]
         for module_name, module in model.named_modules()

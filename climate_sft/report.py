@@ -16,8 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from climate_sft.confidence import with_interval
 from climate_sft.corpus import CorpusError, write_atomic
 
+# Fewer test documents than this, and the report says the intervals speak for those documents more than a field.
+FEW_DOCUMENTS = 10
 # Perplexity changes smaller than this are within what run-to-run noise moves on a few test documents.
 NOISE = 0.01
 
@@ -60,25 +63,9 @@ def interpret(stats: dict, evaluation: dict | None) -> list[str]:
     """Plain-words reading of the numbers."""
     lines = []
     if evaluation:
-        before, after = evaluation["base"]["perplexity"], evaluation["fine_tuned"]["perplexity"]
-        change = evaluation["relative_change"]
-        if change <= -NOISE:
-            lines.append(
-                f"Fine-tuning helped: on {evaluation['documents']} held-out document(s) ({evaluation['tokens']} "
-                f"tokens) perplexity fell {-change:.1%}, from {before:.2f} to {after:.2f}. The model is now, on "
-                f"average, as unsure of the next token as if choosing among {after:.1f} equally likely ones "
-                f"instead of {before:.1f}."
-            )
-        elif change < NOISE:
-            lines.append(
-                f"No measurable change: perplexity went from {before:.2f} to {after:.2f} ({change:+.1%}), within "
-                f"the {NOISE:.0%} that noise moves it on so few test tokens."
-            )
-        else:
-            lines.append(
-                f"Fine-tuning hurt: perplexity rose {change:.1%}, from {before:.2f} to {after:.2f}. Typical causes "
-                "are a learning rate too high for this corpus or too many epochs over too little text."
-            )
+        lines.append(perplexity_change(evaluation))
+        if evaluation.get("general_text"):
+            lines.append(forgetting(evaluation["general_text"]))
         ratio = stats["tokens_seen"] / max(1, evaluation["tokens"])
         lines.append(
             f"The run trained on {stats['tokens_seen']:,} tokens ({stats['epochs']} epochs). Gains on a corpus this "
@@ -105,6 +92,102 @@ def interpret(stats: dict, evaluation: dict | None) -> list[str]:
             )
     elif not evals:
         lines.append("No validation loss was logged (eval_strategy: no), so the trend cannot be judged.")
+    return lines
+
+
+def perplexity_change(evaluation: dict) -> str:
+    """The change in test perplexity in words; "not distinguishable" when its 95 % interval crosses zero."""
+    before, after = evaluation["base"]["perplexity"], evaluation["fine_tuned"]["perplexity"]
+    change, interval = evaluation["relative_change"], evaluation.get("relative_change_interval")
+    where = f"on {evaluation['documents']} held-out document(s) ({evaluation['tokens']} tokens)"
+    base, tuned = (
+        with_interval(evaluation[k]["perplexity"], evaluation[k].get("interval")) for k in ("base", "fine_tuned")
+    )
+    if interval and interval[0] <= 0 <= interval[1]:
+        return (
+            f"Not distinguishable: {where} perplexity went from {base} to {tuned}, a change of "
+            f"{with_interval(change, interval, percent=True)}; the 95 % interval of the change includes zero, so these "
+            "documents cannot tell the fine-tuned model from the base model."
+        )
+    if interval is None and abs(change) < NOISE:
+        return (
+            f"No measurable change: {where} perplexity went from {before:.2f} to {after:.2f} ({change:+.1%}), "
+            f"within the {NOISE:.0%} that noise moves it on so few test tokens."
+        )
+    alone = " With one test document there is no interval: the number rests on that document." if not interval else ""
+    side = "below" if change < 0 else "above"
+    spread = f"; the change is {with_interval(change, interval, percent=True)}, wholly {side} zero" if interval else ""
+    if change < 0:
+        return (
+            f"Fine-tuning helped: {where} perplexity fell {-change:.1%}, from {base} to {tuned}{spread} (95 % "
+            f"intervals). The model is now, on average, as unsure of the next token as if choosing among "
+            f"{after:.1f} equally likely ones instead of {before:.1f}.{alone}"
+        )
+    return (
+        f"Fine-tuning hurt: {where} perplexity rose {change:.1%}, from {base} to {tuned}{spread} (95 % intervals). "
+        "Typical causes are a learning rate too high for this corpus or too many epochs over too little text."
+        f"{alone}"
+    )
+
+
+def forgetting(general: dict) -> str:
+    """The change on general, non-climate text in words, flagged when it rises beyond the threshold."""
+    change, threshold = general["relative_change"], general["threshold"]
+    numbers = (
+        f"on general English text ({general['documents']} documents, {general['tokens']} tokens) perplexity went "
+        f"from {general['base']['perplexity']:.2f} to {general['fine_tuned']['perplexity']:.2f} "
+        f"({with_interval(change, general.get('relative_change_interval'), percent=True)})"
+    )
+    if change > threshold:
+        return (
+            f"**Forgetting:** {numbers}, a rise beyond the {threshold * 100:g} % threshold: fine-tuning cost "
+            "ability on ordinary text. A lower learning rate, fewer epochs or mixing general text into training "
+            "(recipe key `mix`) would limit it."
+        )
+    if change <= 0:
+        return f"No sign of forgetting: {numbers}; it did not rise."
+    return f"No sign of forgetting: {numbers}, a rise within the {threshold * 100:g} % that the report flags."
+
+
+def context(evaluation: dict) -> list[str]:
+    """What the perplexities can and cannot say, from this run's own evaluation."""
+    tokenizer = evaluation.get("tokenizer")
+    named = f"{tokenizer['class']}, {tokenizer['vocabulary']:,} tokens" if tokenizer else "the model's own"
+    n = evaluation["documents"]
+    lines = [
+        f"Perplexity depends on the tokenizer ({named}, of `{evaluation.get('model', 'the model')}`): these numbers "
+        "compare the base and fine-tuned versions of this one model, scored on the same tokens. They cannot be "
+        "compared with the perplexity of another model or tokenizer, or with numbers published elsewhere.",
+        f"The test split is {n} document(s), {evaluation['tokens']:,} tokens, read in windows of "
+        f"{evaluation['window']} tokens moving by {evaluation['stride']}. The base number is the model as training "
+        "loaded it (4-bit where the recipe quantizes it), so the change is the adapter's alone.",
+    ]
+    boot = evaluation.get("bootstrap")
+    if n >= 2 and boot:
+        lines.append(
+            f"The 95 % intervals come from resampling these {n} test documents ({boot['resamples']} resamples, "
+            f"seed {boot['seed']}): they show how much the result moves with the choice of documents. The change "
+            "is resampled in pairs, base and fine-tuned on the same draws, so its interval leaves out how hard the "
+            "drawn documents are and is narrower than either perplexity's."
+            + (
+                f" {n} documents are few: the intervals describe these documents more than climate text at large, "
+                "and more test documents would narrow them."
+                if n < FEW_DOCUMENTS
+                else ""
+            )
+        )
+    else:
+        lines.append(
+            "With one test document no interval can be computed: the number rests on whichever document was held "
+            "out. Rebuild the corpus from more documents (8 or more give the test split at least two)."
+        )
+    general = evaluation.get("general_text")
+    if general:
+        source = "the bundled general texts" if general.get("bundled") else f"`{general['folder']}`"
+        lines.append(
+            f"The general-text check uses {source}: it shows whether fine-tuning cost ability outside climate "
+            "text, not how good the model is at English."
+        )
     return lines
 
 
@@ -150,8 +233,16 @@ def _plot(run_dir: Path, stats: dict, evaluation: dict | None) -> list[str]:
 
     if evaluation:
         fig, ax = plt.subplots(figsize=(4.0, 3.0))
-        values = [evaluation["base"]["perplexity"], evaluation["fine_tuned"]["perplexity"]]
-        bars = ax.bar(["base", "fine-tuned"], values, color=["#999999", "#2a7ab9"])
+        values = [evaluation[k]["perplexity"] for k in ("base", "fine_tuned")]
+        intervals = [evaluation[k].get("interval") for k in ("base", "fine_tuned")]
+        errors = [[v - i[0] for v, i in zip(values, intervals)], [i[1] - v for v, i in zip(values, intervals)]]
+        bars = ax.bar(
+            ["base", "fine-tuned"],
+            values,
+            color=["#999999", "#2a7ab9"],
+            yerr=errors if all(intervals) else None,
+            capsize=6,
+        )
         ax.bar_label(bars, fmt="%.2f")
         ax.set(ylabel="perplexity", title=f"Test split ({evaluation['tokens']} tokens)")
         save(fig, "perplexity.png")
@@ -222,6 +313,11 @@ def write_report(run_dir: str | Path) -> Path:
         "",
         *[f"- {line}" for line in interpret(stats, evaluation)],
         "",
+        *(
+            ["## What the numbers can and cannot say", "", *[f"- {line}" for line in context(evaluation)], ""]
+            if evaluation
+            else []
+        ),
         "## Run",
         "",
         f"- Model: `{stats['model']}`; recipe `{stats['recipe']}`; device: {stats['device']}",
@@ -244,9 +340,21 @@ def write_report(run_dir: str | Path) -> Path:
     ]
     if evaluation:
         lines += [
-            f"| perplexity, base model | {evaluation['base']['perplexity']:.3f} |",
-            f"| perplexity, fine-tuned | {evaluation['fine_tuned']['perplexity']:.3f} "
-            f"({evaluation['relative_change']:+.1%}) |",
+            f"| perplexity, base model (95 % interval) | "
+            f"{with_interval(evaluation['base']['perplexity'], evaluation['base'].get('interval'))} |",
+            f"| perplexity, fine-tuned (95 % interval) | "
+            f"{with_interval(evaluation['fine_tuned']['perplexity'], evaluation['fine_tuned'].get('interval'))} |",
+            f"| change (95 % interval, paired) | "
+            f"{with_interval(evaluation['relative_change'], evaluation.get('relative_change_interval'), True)} |",
+            *(
+                [
+                    f"| general text: base -> fine-tuned | {general['base']['perplexity']:.2f} -> "
+                    f"{general['fine_tuned']['perplexity']:.2f} "
+                    f"({with_interval(general['relative_change'], general.get('relative_change_interval'), True)}) |"
+                ]
+                if (general := evaluation.get("general_text"))
+                else []
+            ),
             "",
             f"Perplexity on the `{evaluation['split']}` split: {evaluation['documents']} document(s), "
             f"{evaluation['tokens']} tokens, windows of {evaluation['window']} tokens moving by "

@@ -30,11 +30,11 @@ from climate_sft.config import (
     preflight,
     resolved_values,
 )
-from climate_sft.corpus import load_corpus, split_record, write_atomic
+from climate_sft.corpus import load_corpus, small_test_split_note, split_record, write_atomic
 from climate_sft.mixing import mix_corpora
 from climate_sft.model_card import hub_base_model, write_model_card
 from climate_sft.modeling import load_tokenizer
-from climate_sft.packing import split_token_stats
+from climate_sft.packing import encode_documents, split_token_stats
 from climate_sft.run_stats import StepClock, peak_memory, reset_peak_memory
 from climate_sft.trainer import (
     build_trainer,
@@ -86,6 +86,13 @@ def dry_run(recipe, corpus, tokenizer, mixture: dict | None) -> None:
     print(f"# corpus {recipe.data.corpus_dir}: tokens after packing to {t.max_length} ({t.packing_strategy})")
     for split, stats in split_token_stats(corpus, ("train", recipe.data.eval_split), tokenizer, t).items():
         print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+    sizes = {
+        split: (len(ds), sum(map(len, encode_documents(list(ds["text"]), tokenizer)))) for split, ds in corpus.items()
+    }
+    print("# splits (whole documents): " + "; ".join(f"{s} {d} documents, {n} tokens" for s, (d, n) in sizes.items()))
+    small = small_test_split_note(*sizes.get(recipe.data.test_split, (0, 0)))
+    if small:
+        print(f"# note: {small}")
     print("dry run: recipe valid, no model weights loaded")
 
 
@@ -157,9 +164,10 @@ def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
         # loads on one device like any other
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(output_dir))
-    # the files other Trainer scripts leave (train_results.json, all_results.json, trainer_state.json)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()
+    if result is not None:  # None: a resumed run found nothing left to train; its files are there already
+        # the files other Trainer scripts leave (train_results.json, all_results.json, trainer_state.json)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
     stats = {**training_stats(recipe, trainer, clock, search, packing), "mixture": mixture}
     if state.is_main_process:
         if stats["this_segment"]["steps"] == 0 and (output_dir / "training_stats.json").exists():

@@ -27,11 +27,25 @@ from climate_sft.run_stats import StepClock, peak_memory, reset_peak_memory, tra
 WARMUP_STEPS = 3
 
 
+class _AtMaxSteps(Exception):
+    """Raised before a resumed run's first step when its checkpoint has reached max_steps already."""
+
+
+class _NoStepPastMaxSteps(transformers.TrainerCallback):
+    """transformers resumes a checkpoint saved at max_steps into its epoch loop and trains one more step before it
+    checks max_steps (when max_steps is not a whole number of epochs): stop before that step instead."""
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if 0 < state.max_steps <= state.global_step:
+            raise _AtMaxSteps
+
+
 class ClimateSFTTrainer(SFTTrainer):
     """TRL's SFTTrainer with fp32 adapters and transformers counting the real (non-padding) tokens."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.add_callback(_NoStepPastMaxSteps())
         # TRL 1.16 casts QLoRA adapters to bf16. Under fp16 mixed precision the grad scaler then fails at the
         # first step (it cannot unscale bf16 grads), and on CPU bf16 adapters run slow bf16 matmuls. Trainable
         # parameters belong in fp32 under autocast; they are a few MB.
@@ -41,6 +55,12 @@ class ClimateSFTTrainer(SFTTrainer):
                 if param.requires_grad and param.dtype != torch.float32:
                     param.data = param.data.float()
         track_real_tokens(self)
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        except _AtMaxSteps:  # the checkpoint's weights and state are loaded: the run is as it finished
+            return None
 
 
 def build_trainer(recipe: Recipe, corpus, tokenizer, callbacks=()) -> ClimateSFTTrainer:

@@ -74,3 +74,51 @@ def recipe_maker(tmp_path: Path, model_dir: Path, corpus_dir: Path):
         return write_recipe(tmp_path / "recipe.yaml", **values)
 
     return make
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a rendezvous on localhost."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def complete_checkpoints(output_dir: Path) -> list[int]:
+    """Steps of the checkpoints the Trainer finished writing (trainer_state.json comes last and parses)."""
+    import json
+
+    steps = []
+    for state in output_dir.glob("checkpoint-*/trainer_state.json"):
+        try:
+            json.loads(state.read_text())
+        except ValueError:
+            continue
+        steps.append(int(state.parent.name.split("-")[1]))
+    return sorted(steps)
+
+
+def kill_after_checkpoints(process, output_dir: Path, count: int, timeout: float = 600) -> list[int]:
+    """SIGKILL the process and every process under it (a machine dying) once `count` checkpoints are complete;
+    returns the complete checkpoints left behind. torchrun starts its workers in sessions of their own, so
+    killing the launcher's process group would leave them training: the tree is stopped first, then killed."""
+    import contextlib
+    import signal
+    import time
+
+    import psutil
+
+    deadline = time.time() + timeout
+    while len(complete_checkpoints(output_dir)) < count and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    if process.poll() is None:
+        launcher = psutil.Process(process.pid)
+        tree = [launcher, *launcher.children(recursive=True)]
+        for signal_number in (signal.SIGSTOP, signal.SIGKILL):  # frozen first: no worker outlives the others
+            for member in tree:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    member.send_signal(signal_number)
+        psutil.wait_procs(tree, timeout=30)
+    process.wait()
+    return complete_checkpoints(output_dir)

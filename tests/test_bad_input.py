@@ -244,6 +244,13 @@ CASES = [
         "no longer holds 1 of the run's 1 test document(s)",
         ["{run}"],
     ),
+    (
+        "eval --general-text a folder with no text",
+        ["eval", "{run}", "--general-text", "{tmp}"],
+        None,
+        "no .txt or .md file with text in it",
+        ["{run}"],
+    ),
     ("report a folder that is no run", ["report", "{tmp}"], None, "no training_stats.json", ["{run}"]),
 ]
 

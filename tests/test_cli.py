@@ -50,6 +50,7 @@ def test_extract_prints_the_summary(pdf_dir, tmp_path):
         (("extract", "--split", "abc", "--output", "{tmp}/c"), "--split abc: give three"),
         (("extract", "--shard", "2/2", "--output", "{tmp}/c"), "--shard 2/2: give I/N with 0 <= I < N"),
         (("extract", "--shard", "one", "--output", "{tmp}/c"), "--shard one: give I/N"),
+        (("extract", "--stratify", "colour", "--output", "{tmp}/c"), "--stratify colour: give one of folder, kind"),
         (("eval", "{tmp}"), "no finished training run here"),
         (("report", "{tmp}"), "no training_stats.json"),
     ],

@@ -11,32 +11,80 @@ from helpers import prose_pages, write_pdf
 
 from climate_sft.corpus import (
     CorpusError,
+    SplitDocument,
     build_corpus,
     corpus_lock,
     corpus_manifest,
     current_build,
+    estimate_tokens,
     load_corpus,
+    small_test_split_note,
     split_documents,
+    summary,
 )
 from climate_sft.pdf_text import CLEANER_VERSION
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 10, 57])
+def _documents(n: int, sizes=(1000,), strata=("",)) -> list[SplitDocument]:
+    return [SplitDocument(f"doc{i:03d}", sizes[i % len(sizes)], strata[i % len(strata)]) for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 8, 10, 57])
 def test_split_is_by_document_and_complete(n):
-    ids = [f"doc{i:03d}" for i in range(n)]
-    splits = split_documents(ids, (0.9, 0.05, 0.05), seed=1)
+    splits = split_documents(_documents(n, sizes=(300, 5000, 1200)), (0.9, 0.05, 0.05), seed=1)
     assigned = [i for split in splits.values() for i in split]
-    assert sorted(assigned) == sorted(ids)  # every document exactly once: none spans two splits
-    if n >= 3:
-        assert all(len(splits[s]) >= 1 for s in ("train", "validation", "test"))
+    assert sorted(assigned) == [f"doc{i:03d}" for i in range(n)]  # every document exactly once
+    sizes = [len(splits[s]) for s in ("train", "validation", "test")]
+    if n >= 8:
+        assert sizes[1] >= 2 and sizes[2] >= 2 and sizes[0] >= n / 2
+    elif n >= 3:
+        assert min(sizes) >= 1
+    else:
+        assert sizes == [n, 0, 0]
+
+
+def test_held_out_splits_get_their_share_of_tokens_not_of_documents():
+    # A few long documents among many short ones: a share of documents would give far fewer tokens
+    documents = _documents(60, sizes=(200, 200, 200, 200, 200, 8000))
+    total = sum(d.tokens for d in documents)
+    tokens = {d.id: d.tokens for d in documents}
+    for seed in range(5):
+        splits = split_documents(documents, (0.8, 0.1, 0.1), seed=seed)
+        for split in ("validation", "test"):
+            held = sum(tokens[i] for i in splits[split])
+            assert held >= 0.1 * total and len(splits[split]) >= 2
+            # and not much more: taking stops once the share is reached
+            assert held - max(tokens[i] for i in splits[split]) < 0.1 * total
 
 
 def test_split_is_deterministic_whatever_the_input_order():
-    ids = [f"d{i}" for i in range(40)]
-    first = split_documents(ids, (0.8, 0.1, 0.1), seed=7)
-    assert split_documents(list(reversed(ids)), (0.8, 0.1, 0.1), seed=7) == first
-    assert split_documents(ids, (0.8, 0.1, 0.1), seed=8) != first
+    documents = _documents(40)
+    first = split_documents(documents, (0.8, 0.1, 0.1), seed=7)
+    assert split_documents(list(reversed(documents)), (0.8, 0.1, 0.1), seed=7) == first
+    assert split_documents(documents, (0.8, 0.1, 0.1), seed=8) != first
     assert [len(first[s]) for s in ("train", "validation", "test")] == [32, 4, 4]
+
+
+def test_stratified_held_out_splits_mix_the_kinds():
+    mixed = _documents(20, strata=("slides", "paper"))
+    kind = {d.id: d.stratum for d in mixed}
+    plain = [d.__class__(d.id, d.tokens) for d in mixed]  # the same documents, no stratum
+    one_kind_seeds = [
+        seed
+        for seed in range(40)
+        if len({kind[i] for i in split_documents(plain, (0.9, 0.05, 0.05), seed)["test"]}) == 1
+    ]
+    assert one_kind_seeds  # the control: an unstratified test split is sometimes all one kind
+    for seed in one_kind_seeds:
+        splits = split_documents(mixed, (0.9, 0.05, 0.05), seed)
+        assert {kind[i] for i in splits["test"]} == {"slides", "paper"}
+        assert {kind[i] for i in splits["validation"]} == {"slides", "paper"}
+
+
+def test_a_test_split_too_small_for_an_interval_says_so_in_one_line():
+    line = small_test_split_note(1, "~900")
+    assert "1 document (~900 tokens)" in line and "too few" in line and "\n" not in line
+    assert small_test_split_note(2, 1800) is None and small_test_split_note(0, 0) is None
 
 
 def test_build_saves_a_datasetdict_and_stats(pdf_dir, tmp_path):
@@ -51,8 +99,27 @@ def test_build_saves_a_datasetdict_and_stats(pdf_dir, tmp_path):
     assert on_disk["total"]["pages"] == 6 and on_disk["total"]["characters"] == sum(
         len(t) for s in ds for t in ds[s]["text"]
     )
+    for split in ("train", "validation", "test", "total"):  # tokens estimated from characters, per document
+        chars = [len(t) for s in (ds if split == "total" else [split]) for t in ds[s]["text"]]
+        assert on_disk[split]["tokens_estimate"] == sum(estimate_tokens(c) for c in chars)
+    assert on_disk["total"]["tokens_estimate"] > 0
     record = ds["train"][0]
     assert record["source"].endswith(".pdf") and record["pages"] == 2 and record["title"].startswith("Document number")
+
+
+def test_stratify_by_folder_holds_out_the_lone_subfolder_and_the_summary_warns(pdf_dir, tmp_path):
+    # two documents at the top, one in sub/: folders take turns, so sub/'s document is never left to train
+    for seed in range(4):
+        out = tmp_path / f"corpus{seed}"
+        stats, results = build_corpus(pdf_dir, out, seed=seed, workers=1, stratify="folder")
+        ds = load_corpus(out)
+        held_out = [*ds["validation"]["source"], *ds["test"]["source"]]
+        assert any("/sub/" in source for source in held_out) and stats["stratify"] == "folder"
+    text = summary(stats, results, out)
+    assert "~tokens" in text and "stratified by folder" in text
+    assert "the test split has 1 document" in text and "too few for a perplexity with a confidence interval" in text
+    with pytest.raises(CorpusError, match="--stratify colour: give one of folder, kind, language"):
+        build_corpus(pdf_dir, tmp_path / "other", workers=1, stratify="colour")
 
 
 def test_rerun_reads_every_file_from_cache(pdf_dir, tmp_path, monkeypatch):

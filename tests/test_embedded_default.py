@@ -69,5 +69,10 @@ def test_embedded_default_lowers_test_perplexity(bundled_corpus, tmp_path):
     train.run(RECIPE, ["--corpus_dir", str(bundled_corpus), "--output_dir", str(run)])
     results = evaluation.evaluate_run(run)
     assert results["fine_tuned"]["perplexity"] < results["base"]["perplexity"]
-    assert "Fine-tuning helped" in report.write_report(run).read_text()
+    # what issue 11 asks of the demo: at least two test documents, intervals, and the general-text change
+    assert results["documents"] >= 2 and results["relative_change_interval"][1] < 0
+    assert results["general_text"]["documents"] == 5
+    text = report.write_report(run).read_text()
+    assert "Fine-tuning helped" in text and "wholly below zero" in text and "general English text" in text
+    assert "## What the numbers can and cannot say" in text
     assert json.loads((run / "eval_results.json").read_text()) == json.loads(json.dumps(results))

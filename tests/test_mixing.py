@@ -17,10 +17,10 @@ from climate_sft.packing import encode_documents
 GENERAL = "The village market opens at dawn on {n} days, and the bakers sell bread, cheese and apples."
 
 
-def _corpus(tmp_path, name: str, texts: list[str]):
+def _corpus(tmp_path, name: str, texts: list[str], ratios=(0.6, 0.2, 0.2)):
     source = tmp_path / f"{name}.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    build_corpus(source, tmp_path / name, ratios=(0.6, 0.2, 0.2))
+    build_corpus(source, tmp_path / name, ratios=ratios)
     return str(tmp_path / name)
 
 
@@ -57,7 +57,8 @@ def test_shares_are_of_tokens_and_the_run_corpus_is_taken_whole(tmp_path, climat
 
 
 def test_a_small_corpus_is_not_repeated_the_mixture_shrinks(tmp_path, climate, tokenizer):
-    general = _corpus(tmp_path, "general", [GENERAL.format(n=n) for n in range(5)])
+    # one general document to train on, fewer tokens than the run's own training documents
+    general = _corpus(tmp_path, "general", [GENERAL.format(n=n) for n in range(3)])
     corpus = load_corpus(climate)
     mixed, record = mix_corpora(climate, corpus, {general: 0.5}, tokenizer, seed=0)
     ours, theirs = record["sources"]
@@ -71,7 +72,8 @@ def test_a_small_corpus_is_not_repeated_the_mixture_shrinks(tmp_path, climate, t
 def test_held_out_texts_are_never_drawn_from_another_corpus(tmp_path, climate, tokenizer):
     corpus = load_corpus(climate)
     held_out = [*corpus["test"]["text"], *corpus["validation"]["text"]]
-    general = _corpus(tmp_path, "general", [*held_out, *(GENERAL.format(n=n) for n in range(5))])
+    # all of it trains there (no held-out share), so each of the run's held-out texts is on offer
+    general = _corpus(tmp_path, "general", [*held_out, *(GENERAL.format(n=n) for n in range(5))], ratios=(1, 0, 0))
     mixed, record = mix_corpora(climate, corpus, {general: 0.5}, tokenizer, seed=0)  # every document drawn
     assert not set(held_out) & set(mixed["train"]["text"])
     general_train = set(load_corpus(general)["train"]["text"])

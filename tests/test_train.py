@@ -57,6 +57,10 @@ def test_dry_run_loads_no_weights(tiny_recipe, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "max_length: 32" in out and "tokens_kept" in out and "packed_sequences" in out
     assert "dry run: recipe valid" in out
+    sizes = next(line for line in out.splitlines() if line.startswith("# splits (whole documents): "))
+    corpus = load_corpus(load_recipe(tiny_recipe()).data.corpus_dir)
+    for split in ("train", "validation", "test"):
+        assert f"{split} {len(corpus[split])} documents, " in sizes
 
 
 def test_bfd_would_drop_tokens_that_bfd_split_keeps(tiny_recipe, tiny_tokenizer_dir):
@@ -110,3 +114,25 @@ def test_a_killed_run_resumes_to_the_same_losses_and_adapter(tiny_recipe, tmp_pa
     resumed_from = b["steps"] - b["this_segment"]["steps"]
     assert resumed_from in checkpoints and b["this_segment"]["tokens"] < b["tokens_seen"]
     assert b["train_seconds"] > b["this_segment"]["seconds"]
+
+
+def test_resuming_a_checkpoint_saved_at_max_steps_trains_no_extra_step(tiny_recipe, tmp_path):
+    """transformers would train step max_steps + 1 here (12 steps per epoch, max_steps 4, constant learning rate):
+    a rerun of a finished run, or of one killed between its last checkpoint and the final save, must not."""
+    recipe = str(tiny_recipe(max_steps=4, save_strategy="steps", save_steps=4, lr_scheduler_type="constant"))
+    run = tmp_path / "run"
+    finished = train.run(recipe, [])
+    assert finished["packing"]["train"]["steps_per_epoch_per_device"] > 4  # mid-epoch: where the extra step came
+    stats_text, adapter = (run / "training_stats.json").read_text(), load_file(run / "adapter_model.safetensors")
+
+    again = train.run(recipe, [])  # the same command once more
+    assert again["steps"] == 4 and again["this_segment"]["steps"] == 0
+    assert (run / "training_stats.json").read_text() == stats_text
+
+    (run / "training_stats.json").unlink()  # as if killed after checkpoint-4, before the final save
+    (run / "adapter_model.safetensors").unlink()
+    train.run(recipe, [])
+    stats = json.loads((run / "training_stats.json").read_text())
+    assert [x["step"] for x in stats["losses"]] == [1, 2, 3, 4] and stats["tokens_seen"] == finished["tokens_seen"]
+    for name, weight in load_file(run / "adapter_model.safetensors").items():
+        torch.testing.assert_close(weight, adapter[name], rtol=0, atol=0)

@@ -32,6 +32,7 @@ def test_the_wheel_holds_the_package_and_its_data_not_the_tools(wheel):
         "climate_sft/metrics/perplexity/perplexity.py",
         "climate_sft/sample_corpus/pdfs/01_greenhouse_effect.pdf",
         "climate_sft/sample_corpus/source/01_greenhouse_effect.txt",
+        "climate_sft/sample_corpus/general/01_sourdough_bread.txt",
         "climate_sft/recipes/qlora_h100.yaml",
         "climate_sft/recipes/smollm2_cpu.yaml",
         "climate_sft/accelerate_configs/multi_gpu.yaml",
