@@ -15,22 +15,17 @@ RECIPE ?= recipes/smollm2_cpu.yaml
 PDF_DIR ?= climate_sft/sample_corpus/pdfs
 CORPUS_DIR ?= data/corpus
 RUN_DIR ?= $(shell sed -n 's/^output_dir: *\([^ #]*\).*/\1/p' $(RECIPE))
-# GPUs on this machine decide the default launch: CPU, one GPU, or DDP over all of them.
-NUM_GPUS ?= $(shell nvidia-smi -L 2>/dev/null | grep -c GPU)
-ifeq ($(NUM_GPUS),0)
-ACCELERATE_CONFIG ?= accelerate_configs/cpu.yaml
-else ifeq ($(NUM_GPUS),1)
-ACCELERATE_CONFIG ?= accelerate_configs/single_h100.yaml
-else
-ACCELERATE_CONFIG ?= accelerate_configs/multi_gpu.yaml
-endif
-NUM_PROCESSES ?= $(if $(filter 0,$(NUM_GPUS)),1,$(NUM_GPUS))
+# `climate-sft train` starts accelerate itself: the visible GPUs choose the config and process count
+# (cpu, single_h100, or multi_gpu with one process per GPU). ACCELERATE_CONFIG=fsdp (a name or a path) chooses.
+ACCELERATE_CONFIG ?=
+LAUNCH = $(if $(ACCELERATE_CONFIG),--accelerate_config $(ACCELERATE_CONFIG))
+MERGED_DIR ?= $(RUN_DIR)-merged
 
-.PHONY: help install demo data train eval report find-batch-size lint test test-slow bench-extract bench-extract-quality bench-extract-scale bench clean
+.PHONY: help install demo data train eval report find-batch-size merge generate lint test test-slow bench-extract bench-extract-quality bench-extract-scale bench clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: RECIPE=$(RECIPE) ACCELERATE_CONFIG=$(ACCELERATE_CONFIG) NUM_PROCESSES=$(NUM_PROCESSES)"
+	@echo "  variables: RECIPE=$(RECIPE) RUN_DIR=$(RUN_DIR) ACCELERATE_CONFIG=$(or $(ACCELERATE_CONFIG),(by GPU count))"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,12 +42,17 @@ demo: install data train eval  ## the main job on the embedded default: extract,
 data: install  ## extract the PDFs in PDF_DIR into the corpus CORPUS_DIR
 	$(BIN)/climate-sft extract $(PDF_DIR) --output $(CORPUS_DIR)
 
-train: install  ## fine-tune RECIPE through accelerate launch (ACCELERATE_CONFIG, NUM_PROCESSES)
-	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) --num_processes $(NUM_PROCESSES) \
-		-m climate_sft.train --config $(RECIPE) $(ARGS)
+train: install  ## fine-tune RECIPE; accelerate is launched with a process per visible GPU (ACCELERATE_CONFIG)
+	$(BIN)/climate-sft train --config $(RECIPE) $(LAUNCH) $(ARGS)
 
-find-batch-size: install  ## largest per-device batch for RECIPE that fits, effective batch kept
-	$(BIN)/climate-sft find-batch-size --config $(RECIPE) $(ARGS)
+find-batch-size: install  ## largest per-device batch for RECIPE that fits over all processes, effective batch kept
+	$(BIN)/climate-sft find-batch-size --config $(RECIPE) $(LAUNCH) $(ARGS)
+
+merge: install  ## RUN_DIR's adapter merged into its base: a standalone model in MERGED_DIR (ARGS="--gguf")
+	$(BIN)/climate-sft merge $(RUN_DIR) --output $(MERGED_DIR) $(ARGS)
+
+generate: install  ## base and fine-tuned answers side by side, interactive (ARGS='--prompt "..."' for one)
+	$(BIN)/climate-sft generate $(RUN_DIR) $(or $(ARGS),--interactive)
 
 eval: install  ## perplexity before/after on the test split, then REPORT.md, for RUN_DIR
 	$(BIN)/climate-sft eval $(RUN_DIR)

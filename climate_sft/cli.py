@@ -2,9 +2,11 @@
 
     climate-sft extract SOURCE --output CORPUS_DIR   (a folder of PDFs / .txt / .md, a .jsonl file, or
         --dataset_name NAME) [--ocr] [--keep-back-matter] [--languages en,fr] [--stratify FIELD] [--shard I/N]
-    climate-sft train --config RECIPE [--dry-run] [--key value ...]
-    climate-sft find-batch-size --config RECIPE
-    climate-sft eval RUN_DIR [--general-text DIR] [--forgetting-threshold 0.05]
+    climate-sft train --config RECIPE [--accelerate_config NAME] [--num_processes N] [--dry-run] [--key value ...]
+    climate-sft find-batch-size --config RECIPE [--accelerate_config NAME] [--num_processes N]
+    climate-sft merge RUN_DIR --output DIR [--dtype bfloat16] [--base FOLDER] [--gguf]
+    climate-sft generate RUN_DIR --prompt TEXT [--interactive] [--base FOLDER]
+    climate-sft eval RUN_DIR [--general-text DIR] [--forgetting-threshold 0.05] [--samples 3]
     climate-sft report RUN_DIR
     climate-sft ls                       the shipped recipes and accelerate configs
     climate-sft cp NAME [DEST]           copy one out to edit
@@ -104,16 +106,41 @@ def _is_ratios(text: str) -> bool:
     return True
 
 
+def _launched(module: str, rest: list[str], in_process) -> None:
+    """Start `accelerate launch` for the module (a process per GPU), unless already under a launcher or only
+    checking (--dry-run, --help-keys, --help load no model)."""
+    from climate_sft.launch import already_launched, launch, take_launch_flags
+
+    checking = any(flag in rest for flag in ("--dry-run", "--help-keys", "--help", "-h"))
+    if already_launched() or checking:
+        in_process(take_launch_flags(rest)[2])
+        return
+    with exit_on_user_error(f"climate-sft {module.rsplit('.', 1)[-1].replace('_', '-')}"):
+        _check_recipe(take_launch_flags(rest)[2])  # bad input ends here, in one line, before any process starts
+        code = launch(module, rest)
+    sys.exit(code)
+
+
+def _check_recipe(argv: list[str]) -> None:
+    from climate_sft.config import load_recipe, preflight
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--config")
+    known, overrides = parser.parse_known_args(argv)
+    if known.config:  # without it the entry point itself says what is missing
+        preflight(load_recipe(known.config, overrides), check_modules=False)
+
+
 def _train(args: argparse.Namespace, rest: list[str]) -> None:
     from climate_sft import train
 
-    train.main(rest)
+    _launched("climate_sft.train", rest, train.main)
 
 
 def _find_batch_size(args: argparse.Namespace, rest: list[str]) -> None:
     from climate_sft import batch_size
 
-    batch_size.main(rest)
+    _launched("climate_sft.batch_size", rest, batch_size.main)
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -123,12 +150,42 @@ def _eval(args: argparse.Namespace) -> None:
     options = {key: value for key, value in given.items() if value is not None}  # evaluation.py has the defaults
     results = evaluate_run(args.run_dir, batch_size=args.batch_size, stride=args.stride, **options)
     print(summary_line(results, args.run_dir))
+    if args.samples:
+        from climate_sft.generate import write_samples
+
+        print(f"answers to {args.samples} held-out passages written to {write_samples(args.run_dir, args.samples)}")
 
 
 def _report(args: argparse.Namespace) -> None:
+    from climate_sft.model_card import write_model_card
     from climate_sft.report import write_report
 
     print(f"report written to {write_report(args.run_dir)}")
+    print(f"model card written to {write_model_card(args.run_dir)}")
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from climate_sft.merge import merge
+
+    written = merge(args.run_dir, args.output, args.dtype, args.base, args.gguf, args.converter)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from climate_sft.generate import Decoding, SideBySide, interactive, write_samples
+
+    decoding = Decoding(args.max_new_tokens, args.sample, args.temperature, args.top_p, args.seed, args.chat)
+    if args.samples:
+        print(f"written to {write_samples(args.run_dir, args.samples, args.base, decoding)}")
+        return
+    if not args.prompt and not args.interactive:
+        raise UserError("give --prompt TEXT (repeatable), --interactive, or --samples N")
+    pair = SideBySide(args.run_dir, args.base)
+    for prompt in args.prompt or []:
+        pair.show(prompt, decoding)
+    if args.interactive:
+        interactive(pair, decoding)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--stride", type=int, default=None, help="sliding-window stride in tokens (default: half the window)"
     )
     p.add_argument(
+        "--samples", type=int, default=3, help="greedy answers to N held-out passages into samples.json (0: none)"
+    )
+    p.add_argument(
         "--general-text",
         metavar="DIR",
         help="folder of .txt / .md files of general, non-climate text to measure forgetting on "
@@ -212,6 +272,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write REPORT.md with plots for a run folder")
     p.add_argument("run_dir", help="output folder of a training run")
     p.set_defaults(run=_report)
+
+    p = sub.add_parser("merge", help="adapter merged into its base: a standalone safetensors model (and GGUF)")
+    p.add_argument("run_dir", help="output folder of a training run")
+    p.add_argument("--output", required=True, help="folder to write the merged model into (new or empty)")
+    p.add_argument("--dtype", default="bfloat16", help="bfloat16 (default), float16 or float32")
+    p.add_argument("--base", help="the base model from a local folder instead of the run's model_name_or_path")
+    p.add_argument("--gguf", action="store_true", help="also write a GGUF file (llama.cpp's converter)")
+    p.add_argument("--converter", help="path to llama.cpp's convert_hf_to_gguf.py (default: $LLAMA_CPP_DIR/...)")
+    p.set_defaults(run=_merge)
+
+    p = sub.add_parser("generate", help="base and fine-tuned model answer the same prompts, streamed")
+    p.add_argument("run_dir", help="output folder of a training run")
+    p.add_argument("--prompt", action="append", help="text to continue (repeatable)")
+    p.add_argument("--interactive", action="store_true", help="read prompts from the terminal, one per line")
+    p.add_argument("--samples", type=int, default=0, help="write samples.json from N held-out passages instead")
+    p.add_argument("--sample", action="store_true", help="also a sampled answer from each (same seed)")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base", help="the base model from a local folder instead of the run's model_name_or_path")
+    p.set_defaults(run=_generate)
 
     p = sub.add_parser("ls", help="list the shipped recipes and accelerate configs")
     p.set_defaults(run=_ls)

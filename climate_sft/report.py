@@ -249,6 +249,35 @@ def _plot(run_dir: Path, stats: dict, evaluation: dict | None) -> list[str]:
     return made
 
 
+def answers(samples: dict | None) -> list[str]:
+    """The "Answers" section: base and fine-tuned continuations of held-out passages (samples.json)."""
+    if not samples or not samples["samples"]:
+        return []
+    lines = [
+        "",
+        "## Answers",
+        "",
+        f"{samples['decoding'].capitalize()} continuations ({samples['max_new_tokens']} new tokens at most) of "
+        f"passages cut out of the held-out `{samples['split']}` documents, written by `climate-sft eval` "
+        "(samples.json); `climate-sft generate RUN_DIR --prompt ...` asks your own.",
+    ]
+    for n, sample in enumerate(samples["samples"], 1):
+        lines += [
+            "",
+            f"**{n}. {sample['title'] or sample['document']}**",
+            "",
+            f"- prompt: {_one_line(sample['prompt'])} ...",
+            f"- base: ... {_one_line(sample['base'])}",
+            f"- fine-tuned: ... {_one_line(sample['fine_tuned'])}",
+            f"- the document goes on: ... {_one_line(sample['reference'])}",
+        ]
+    return lines
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(nothing)"
+
+
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     stats, recipe = _load(run_dir, "training_stats.json"), _load(run_dir, "recipe.yaml")
@@ -340,6 +369,7 @@ def write_report(run_dir: str | Path) -> Path:
         ]
     else:
         lines += ["", "Perplexity: not measured yet; run `climate-sft eval` on this folder, then this report again."]
+    lines += answers(_load(run_dir, "samples.json"))
     lines += ["", "## Plots", ""] + [f"![{name[:-4]}]({name})" for name in plots]
     report = run_dir / "REPORT.md"
     write_atomic(report, "\n".join(line for line in lines if line is not None) + "\n")

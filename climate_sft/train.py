@@ -32,6 +32,7 @@ from climate_sft.config import (
 )
 from climate_sft.corpus import load_corpus, small_test_split_note, split_record, write_atomic
 from climate_sft.mixing import mix_corpora
+from climate_sft.model_card import hub_base_model, write_model_card
 from climate_sft.modeling import load_tokenizer
 from climate_sft.packing import encode_documents, split_token_stats
 from climate_sft.run_stats import StepClock, peak_memory, reset_peak_memory
@@ -95,6 +96,20 @@ def dry_run(recipe, corpus, tokenizer, mixture: dict | None) -> None:
     print("dry run: recipe valid, no model weights loaded")
 
 
+def record_portable_base(trainer, model_args) -> None:
+    """The adapter names its base by hub id, not by the local folder or GGUF cache it was loaded from, so that it
+    loads anywhere (PEFT records the path as given otherwise)."""
+    hub_id = hub_base_model(model_args)
+    if hub_id is None:
+        logger.warning(
+            "base model %s has no hub id (recipe key base_model_id): the adapter records the local path",
+            model_args.model_name_or_path,
+        )
+        return
+    for peft_config in getattr(trainer.model, "peft_config", {}).values():
+        peft_config.base_model_name_or_path = hub_id
+
+
 def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
     # 1. recipe, checked before anything heavy loads
     recipe = load_recipe(config, overrides)
@@ -127,6 +142,7 @@ def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
     )
     clock = StepClock()
     trainer = build_trainer(recipe, corpus, tokenizer, callbacks=[clock, LogLines()])
+    record_portable_base(trainer, recipe.model)
     if state.is_main_process:
         write_atomic(output_dir / "recipe.yaml", yaml.safe_dump(resolved_values(recipe), sort_keys=False))
         # which documents trained, validated and are held out: `climate-sft eval` scores exactly these
@@ -138,7 +154,7 @@ def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
         logger.info("resuming from %s", checkpoint)
     reset_peak_memory()
     try:
-        trainer.train(resume_from_checkpoint=checkpoint)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
     except torch.OutOfMemoryError:
         raise RecipeError(out_of_memory_message(recipe)) from None
 
@@ -148,6 +164,10 @@ def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
         # loads on one device like any other
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(output_dir))
+    if result is not None:  # None: a resumed run found nothing left to train; its files are there already
+        # the files other Trainer scripts leave (train_results.json, all_results.json, trainer_state.json)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
     stats = {**training_stats(recipe, trainer, clock, search, packing), "mixture": mixture}
     if state.is_main_process:
         if stats["this_segment"]["steps"] == 0 and (output_dir / "training_stats.json").exists():
@@ -161,6 +181,7 @@ def run(config: str, overrides: list[str], dry: bool = False) -> dict | None:
                 stats["effective_batch_size"],
                 peak_memory(),
             )
+        write_model_card(output_dir)  # replaces the card TRL's save_model wrote, which cannot name a local base
     return stats
 
 

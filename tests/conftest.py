@@ -80,3 +80,17 @@ def synthetic_corpus_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_recipe(tmp_path, tiny_model_dir, tiny_corpus_dir):
     return recipe_maker(tmp_path, tiny_model_dir, tiny_corpus_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory, tiny_model_dir, tiny_corpus_dir) -> Path:
+    """A finished LoRA run of the tiny model (a few steps at a high learning rate, so the adapter matters), whose
+    base is recorded by a hub id: for merge, generate and the model card."""
+    from climate_sft import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    recipe = recipe_maker(root, tiny_model_dir, tiny_corpus_dir)(
+        base_model_id="example-org/tiny-llama", learning_rate=1e-2, max_steps=4
+    )
+    train.run(str(recipe), [])
+    return root / "run"

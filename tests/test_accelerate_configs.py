@@ -38,6 +38,15 @@ def test_config_loads_with_a_valid_distributed_type(path):
         # hard-coded batch sizes break DeepSpeed's train_batch_size check when the process count changes
         assert raw["deepspeed_config"]["gradient_accumulation_steps"] == "auto"
     assert raw.get("mixed_precision") == "no", "precision comes from the recipe's fp16/bf16 keys"
+    # the user's CUDA_VISIBLE_DEVICES decides the GPUs: gpu_ids other than "all" would override it
+    assert raw.get("gpu_ids", "all") == "all"
+    if config.distributed_type == DistributedType.DEEPSPEED:
+        # without it a multi-node launch falls back to pdsh and the README's command does not work
+        assert raw["deepspeed_config"]["deepspeed_multinode_launcher"] == "standard"
+        assert config.deepspeed_config["deepspeed_multinode_launcher"] == "standard"
+    if config.distributed_type == DistributedType.FSDP:
+        # accelerate wraps the model's own _no_split_modules; a class name would tie the config to Llama
+        assert "fsdp_transformer_layer_cls_to_wrap" not in raw["fsdp_config"]
 
 
 @pytest.mark.slow

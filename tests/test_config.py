@@ -227,3 +227,16 @@ def test_yaml_no_stays_a_string_where_the_key_takes_strings(tiny_recipe, tmp_pat
 def test_help_keys_lists_every_field_with_its_help():
     text = RecipeParser().known_keys()
     assert "corpus_dir: corpus folder" in text and "lora_r:" in text and "effective_batch_size: sequences" in text
+
+
+@pytest.mark.parametrize("tracker, install", [("wandb", "climate-sft[wandb]"), ("mlflow", "climate-sft[mlflow]")])
+def test_a_tracker_that_is_not_installed_fails_with_the_install_command(tiny_recipe, tracker, install, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == tracker else real(name, *a))
+    lines = _errors(tiny_recipe(report_to=tracker))
+    expected = f"key 'report_to': {tracker} is not installed: pip install '{install}' (or report_to: none)"
+    assert len(lines) == 1 and lines[0].endswith(expected), lines
+    # control: installed, it passes (tensorboard is a dependency)
+    assert load_recipe(tiny_recipe(report_to=["tensorboard"])).training.report_to == ["tensorboard"]

@@ -84,6 +84,33 @@ def test_report_answers_the_users_questions_from_the_files(tmp_path):
     assert (tmp_path / "loss.png").is_file() and (tmp_path / "throughput.png").is_file()
 
 
+def test_answers_section_shows_base_and_fine_tuned_side_by_side(tmp_path):
+    (tmp_path / "training_stats.json").write_text(json.dumps(_stats()))
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({"use_peft": True}))
+    assert "## Answers" not in write_report(tmp_path).read_text()  # no samples.json: no section
+    sample = {
+        "document": "d1",
+        "title": "Ocean heat",
+        "prompt": "The ocean has",
+        "base": "a\nlot",
+        "fine_tuned": "absorbed heat",
+        "reference": "absorbed more",
+    }
+    samples = {"split": "test", "decoding": "greedy", "max_new_tokens": 48, "samples": [sample]}
+    (tmp_path / "samples.json").write_text(json.dumps(samples))
+    text = write_report(tmp_path).read_text()
+    section = text.split("## Answers")[1].split("## Plots")[0]
+    for expected in (
+        "**1. Ocean heat**",
+        "- prompt: The ocean has ...",
+        "- base: ... a lot",
+        "- fine-tuned: ... absorbed heat",
+        "- the document goes on: ... absorbed more",
+        "`test`",
+    ):
+        assert expected in section, expected
+
+
 def _evaluation(change_interval=(-0.25, -0.15), documents=2, general_change=0.02) -> dict:
     base, tuned = 24.0, 19.0
     return {
