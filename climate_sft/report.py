@@ -235,12 +235,14 @@ def _plot(run_dir: Path, stats: dict, evaluation: dict | None) -> list[str]:
         fig, ax = plt.subplots(figsize=(4.0, 3.0))
         values = [evaluation[k]["perplexity"] for k in ("base", "fine_tuned")]
         intervals = [evaluation[k].get("interval") for k in ("base", "fine_tuned")]
-        errors = [[v - i[0] for v, i in zip(values, intervals)], [i[1] - v for v, i in zip(values, intervals)]]
+        errors = None  # no interval from a single test document
+        if all(intervals):
+            errors = [[v - i[0] for v, i in zip(values, intervals)], [i[1] - v for v, i in zip(values, intervals)]]
         bars = ax.bar(
             ["base", "fine-tuned"],
             values,
             color=["#999999", "#2a7ab9"],
-            yerr=errors if all(intervals) else None,
+            yerr=errors,
             capsize=6,
         )
         ax.bar_label(bars, fmt="%.2f")
