@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from climate_sft.confidence import with_interval
 from climate_sft.corpus import write_atomic
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -92,8 +93,10 @@ def model_card(run_dir: Path) -> str:
     if evaluation:
         lines.append(
             f"Perplexity on {evaluation['documents']} held-out document(s) ({evaluation['tokens']} tokens, "
-            f"windows of {evaluation['window']}): **{evaluation['base']['perplexity']:.3f} (base) -> "
-            f"{evaluation['fine_tuned']['perplexity']:.3f} (fine-tuned), {evaluation['relative_change']:+.1%}**."
+            f"windows of {evaluation['window']}): **{_shown(evaluation['base'])} (base) -> "
+            f"{_shown(evaluation['fine_tuned'])} (fine-tuned), "
+            f"{with_interval(evaluation['relative_change'], evaluation.get('relative_change_interval'), True)}**"
+            + (" (95 % bootstrap intervals over documents)." if evaluation["base"].get("interval") else ".")
         )
     else:
         lines.append("Perplexity: not measured yet (`climate-sft eval` on this folder, then `climate-sft report`).")
@@ -135,3 +138,7 @@ def write_model_card(run_dir: str | Path) -> Path:
     path = run_dir / "README.md"
     write_atomic(path, model_card(run_dir))
     return path
+
+
+def _shown(model_result: dict) -> str:
+    return with_interval(model_result["perplexity"], model_result.get("interval"))

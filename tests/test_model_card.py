@@ -34,10 +34,29 @@ def test_card_names_the_hub_base_the_recipe_and_the_measured_perplexity(tiny_run
     cli.main(["report", str(run)])
     evaluation = json.loads((run / "eval_results.json").read_text())
     card = (run / "README.md").read_text()
-    assert f"{evaluation['fine_tuned']['perplexity']:.3f} (fine-tuned)" in card
-    assert f"{evaluation['base']['perplexity']:.3f} (base)" in card
+    assert f"{evaluation['fine_tuned']['perplexity']:.2f} (fine-tuned)" in card  # one test document: no interval
+    assert f"{evaluation['base']['perplexity']:.2f} (base)" in card
     recipe = yaml.safe_load(card.split("```yaml")[1].split("```")[0])
     assert recipe == yaml.safe_load((run / "recipe.yaml").read_text())
     assert "push_to_hub: true" in card and "hub_model_id" in card
     assert "transformers" in card.split("## Library versions")[1]
     assert "model card written to" in capsys.readouterr().out
+
+
+def test_card_gives_the_intervals_when_the_evaluation_has_them(tiny_run_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    evaluation = {
+        "documents": 2,
+        "tokens": 2856,
+        "window": 256,
+        "base": {"perplexity": 20.809, "interval": [18.65, 23.35]},
+        "fine_tuned": {"perplexity": 16.546, "interval": [14.96, 18.39]},
+        "relative_change": -0.205,
+        "relative_change_interval": [-0.212, -0.198],
+    }
+    (run / "eval_results.json").write_text(json.dumps(evaluation))
+    assert (
+        "**20.81 [18.65, 23.35] (base) -> 16.55 [14.96, 18.39] (fine-tuned), -20.5% [-21.2%, -19.8%]** "
+        "(95 % bootstrap intervals over documents)." in model_card(run)
+    )
