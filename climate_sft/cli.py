@@ -6,7 +6,8 @@
     climate-sft find-batch-size --config RECIPE [--accelerate_config NAME] [--num_processes N]
     climate-sft merge RUN_DIR --output DIR [--dtype bfloat16] [--base FOLDER] [--gguf]
     climate-sft generate RUN_DIR --prompt TEXT [--interactive] [--base FOLDER]
-    climate-sft eval RUN_DIR [--general-text DIR] [--forgetting-threshold 0.05] [--samples 3]
+    climate-sft eval RUN_DIR [--general-text DIR] [--forgetting-threshold 0.05] [--samples 3] [--tasks A,B]
+                             [--tasks-dir DIR] [--limit N]
     climate-sft report RUN_DIR
     climate-sft ls                       the shipped recipes and accelerate configs
     climate-sft cp NAME [DEST]           copy one out to edit
@@ -146,7 +147,13 @@ def _find_batch_size(args: argparse.Namespace, rest: list[str]) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from climate_sft.evaluation import evaluate_run, summary_line
 
-    given = dict(general_text=args.general_text, forgetting_threshold=args.forgetting_threshold)
+    given = dict(
+        general_text=args.general_text,
+        forgetting_threshold=args.forgetting_threshold,
+        tasks=args.tasks,
+        tasks_dir=args.tasks_dir,
+        limit=args.limit,
+    )
     options = {key: value for key, value in given.items() if value is not None}  # evaluation.py has the defaults
     results = evaluate_run(args.run_dir, batch_size=args.batch_size, stride=args.stride, **options)
     print(summary_line(results, args.run_dir))
@@ -267,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="rise in general-text perplexity the report flags as forgetting (default: 0.05, i.e. 5%%)",
     )
+    p.add_argument(
+        "--tasks",
+        metavar="NAME[,NAME...]",
+        help="lm-evaluation-harness multiple-choice tasks, base vs fine-tuned (default: heldout_passages,"
+        "general_passages, written from the run's test documents and the Python reference)",
+    )
+    p.add_argument("--tasks-dir", metavar="DIR", help="a folder of your own lm-eval task YAMLs (or downloaded ones)")
+    p.add_argument("--limit", type=int, help="score at most N items of each task (CPU runs)")
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("report", help="write REPORT.md with plots for a run folder")

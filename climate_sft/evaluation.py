@@ -1,12 +1,15 @@
 """Stage 6: perplexity of the base model and of base + adapter on the held-out test documents.
 
-    climate-sft eval RUN_DIR [--general-text DIR] [--forgetting-threshold 0.05]   (writes RUN_DIR/eval_results.json)
+    climate-sft eval RUN_DIR [--general-text DIR] [--forgetting-threshold 0.05] [--tasks A,B] [--tasks-dir DIR]
+                             [--limit N]   (writes RUN_DIR/eval_results.json)
 
 Each is given with a 95 % bootstrap interval over the test documents (`confidence.py`), and the same two models
-are also scored on general, non-climate English (the bundled `sample_corpus/general/`, or a folder the user
-names) to measure forgetting. Both numbers come from the same tokens, the same windows and the same model
-loading as training (a QLoRA run is scored on its 4-bit base, with and without the adapter), through the
-project's `evaluate` metric (`climate_sft/metrics/perplexity`).
+are also scored on general, non-climate English (the Python language reference, `general_text.py`, or a folder
+the user names) to measure forgetting, and on multiple-choice tasks through lm-evaluation-harness
+(`task_accuracy.py`: by default passages of the run's own held-out documents and of the general text). The
+perplexities come from the same tokens, the same windows and the same model loading as training (a QLoRA run is
+scored on its 4-bit base, with and without the adapter), through the project's `evaluate` metric
+(`climate_sft/metrics/perplexity`).
 """
 
 from __future__ import annotations
@@ -22,13 +25,20 @@ from peft import PeftModel
 from climate_sft.confidence import perplexity_intervals, with_interval
 from climate_sft.config import load_recipe
 from climate_sft.corpus import CorpusError, held_out_documents, write_atomic
+from climate_sft.general_text import SOURCE, reference_topics
 from climate_sft.modeling import load_model, load_tokenizer
 from climate_sft.sources import Text, read_text_file, text_files
+from climate_sft.task_accuracy import (
+    ACCURACY_DROP_THRESHOLD,
+    check_tasks,
+    evaluate_tasks,
+    task_manager,
+    task_names,
+    write_run_tasks,
+)
 
 logger = logging.getLogger(__name__)
 METRIC_PATH = Path(__file__).parent / "metrics" / "perplexity"
-# Ordinary English written for the project (not climate): what fine-tuning may have cost elsewhere.
-GENERAL_TEXT_DIR = Path(__file__).parent / "sample_corpus" / "general"
 # A rise in general-text perplexity beyond this share is flagged in the report as forgetting.
 FORGETTING_THRESHOLD = 0.05
 
@@ -81,8 +91,11 @@ def evaluate_run(
     run_dir: str | Path,
     batch_size: int | None = None,
     stride: int | None = None,
-    general_text: str | Path = GENERAL_TEXT_DIR,
+    general_text: str | Path | None = None,
     forgetting_threshold: float = FORGETTING_THRESHOLD,
+    tasks: str | None = None,
+    tasks_dir: str | Path | None = None,
+    limit: int | None = None,
 ) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / "adapter_config.json").is_file() or not (run_dir / "recipe.yaml").is_file():
@@ -93,7 +106,9 @@ def evaluate_run(
         raise CorpusError(f"{run_dir}: no data.json (the documents the run held out); retrain with this version")
     if not forgetting_threshold > 0:
         raise CorpusError(f"--forgetting-threshold {forgetting_threshold}: give a fraction above 0, e.g. 0.05")
-    general = general_texts(general_text)
+    if limit is not None and limit < 1:
+        raise CorpusError(f"--limit {limit}: give a number of items per task of at least 1")
+    general = general_texts(general_text) if general_text else reference_topics()
     recipe = load_recipe(run_dir / "recipe.yaml")
     split = recipe.data.test_split
     documents, note = held_out_documents(json.loads((run_dir / "data.json").read_text()), split)
@@ -102,6 +117,11 @@ def evaluate_run(
     if note:
         logger.warning("%s", note)
     texts = [d["text"] for d in documents]
+    # tasks are checked before the model loads: a wrong name or a broken YAML fails in seconds
+    names = task_names(tasks)
+    run_tasks = write_run_tasks(run_dir, texts, split)
+    manager = task_manager([run_tasks, *([Path(tasks_dir)] if tasks_dir else [])], names)
+    check_tasks(names, manager)
     max_length = recipe.training.max_length
     stride = stride or max_length // 2
     batch_size = batch_size or (8 if torch.cuda.is_available() else 2)
@@ -120,6 +140,7 @@ def evaluate_run(
     tuned_model = PeftModel.from_pretrained(model, str(run_dir))
     tuned = score(metric, tuned_model, tokenizer, texts, max_length, stride, batch_size, precision)
     tuned_general = score(metric, tuned_model, tokenizer, general_docs, max_length, stride, batch_size, precision)
+    accuracy = evaluate_tasks(tuned_model, tokenizer, names, manager, limit, batch_size)
     test = compare(base, tuned)
     forgetting = compare(base_general, tuned_general)
 
@@ -154,8 +175,9 @@ def evaluate_run(
             for d, b, t in zip(documents, base["per_document"], tuned["per_document"])
         ],
         "general_text": {
-            "folder": str(Path(general_text).resolve()),
-            "bundled": Path(general_text).resolve() == GENERAL_TEXT_DIR.resolve(),
+            "folder": str(Path(general_text).resolve()) if general_text else None,
+            "source": None if general_text else SOURCE,
+            "bundled": not general_text,
             "documents": forgetting["documents"],
             "tokens": forgetting["tokens"],
             "base": forgetting["base"],
@@ -167,6 +189,13 @@ def evaluate_run(
                 {"title": g.title, "tokens": b["tokens"], "base": b["perplexity"], "fine_tuned": t["perplexity"]}
                 for g, b, t in zip(general, base_general["per_document"], tuned_general["per_document"])
             ],
+        },
+        "tasks": {
+            "names": names,
+            "limit": limit,
+            "accuracy_drop_threshold": ACCURACY_DROP_THRESHOLD,
+            "bootstrap": "items, paired",
+            "results": accuracy,
         },
     }
     write_atomic(run_dir / "eval_results.json", json.dumps(results, indent=2) + "\n")
@@ -183,5 +212,10 @@ def summary_line(results: dict, run_dir: str | Path) -> str:
         f"{with_interval(results['relative_change'], results['relative_change_interval'], percent=True)} "
         f"(95% bootstrap intervals over documents); general text ({general['documents']} documents): "
         f"{general['base']['perplexity']:.2f} -> {general['fine_tuned']['perplexity']:.2f}, "
-        f"{general['relative_change']:+.1%}; written to {Path(run_dir) / 'eval_results.json'}"
+        f"{general['relative_change']:+.1%}; "
+        + "".join(
+            f"{task} accuracy {r['acc']['base']['accuracy']:.2f} -> {r['acc']['fine_tuned']['accuracy']:.2f}; "
+            for task, r in results["tasks"]["results"].items()
+        )
+        + f"written to {Path(run_dir) / 'eval_results.json'}"
     )

@@ -18,6 +18,7 @@ import yaml
 
 from climate_sft.confidence import with_interval
 from climate_sft.corpus import CorpusError, write_atomic
+from climate_sft.task_accuracy import accuracy_line, accuracy_table
 
 # Fewer test documents than this, and the report says the intervals speak for those documents more than a field.
 FEW_DOCUMENTS = 10
@@ -66,6 +67,11 @@ def interpret(stats: dict, evaluation: dict | None) -> list[str]:
         lines.append(perplexity_change(evaluation))
         if evaluation.get("general_text"):
             lines.append(forgetting(evaluation["general_text"]))
+        if tasks := evaluation.get("tasks"):
+            lines += [
+                accuracy_line(task, result, tasks["accuracy_drop_threshold"])
+                for task, result in tasks["results"].items()
+            ]
         ratio = stats["tokens_seen"] / max(1, evaluation["tokens"])
         lines.append(
             f"The run trained on {stats['tokens_seen']:,} tokens ({stats['epochs']} epochs). Gains on a corpus this "
@@ -183,7 +189,9 @@ def context(evaluation: dict) -> list[str]:
         )
     general = evaluation.get("general_text")
     if general:
-        source = "the bundled general texts" if general.get("bundled") else f"`{general['folder']}`"
+        source = general.get("source") or (
+            "the bundled general texts" if general.get("bundled") else f"`{general['folder']}`"
+        )
         lines.append(
             f"The general-text check uses {source}: it shows whether fine-tuning cost ability outside climate "
             "text, not how good the model is at English."
@@ -371,6 +379,7 @@ def write_report(run_dir: str | Path) -> Path:
         ]
     else:
         lines += ["", "Perplexity: not measured yet; run `climate-sft eval` on this folder, then this report again."]
+    lines += accuracy_table(evaluation.get("tasks")) if evaluation else []
     lines += answers(_load(run_dir, "samples.json"))
     lines += ["", "## Plots", ""] + [f"![{name[:-4]}]({name})" for name in plots]
     report = run_dir / "REPORT.md"

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from climate_sft import evaluation, train
+from climate_sft import evaluation, general_text, train
 from climate_sft.confidence import perplexity_intervals
 from climate_sft.corpus import CorpusError
 
@@ -49,13 +49,30 @@ def test_eval_command_writes_results(tiny_recipe, tmp_path):
     assert general["threshold"] == evaluation.FORGETTING_THRESHOLD
     assert general["base"]["interval"][0] <= general["base"]["perplexity"] <= general["base"]["interval"][1]
 
+    assert general["source"] == general_text.SOURCE and general["per_document"][0]["title"].startswith("Python")
+
+    # task accuracy: the two generated tasks, base and fine-tuned on the same items
+    tasks = results["tasks"]["results"]
+    assert set(tasks) == {"heldout_passages", "general_passages"} and not tasks["heldout_passages"]["general"]
+    for task in tasks.values():
+        assert task["items"] > 1 and 0 <= task["acc"]["base"]["accuracy"] <= 1
+        assert task["acc"]["change"]["value"] == pytest.approx(
+            task["acc"]["fine_tuned"]["accuracy"] - task["acc"]["base"]["accuracy"]
+        )
+    assert "heldout_passages accuracy" in evaluation.summary_line(results, tmp_path / "run")
+
     # a folder the user names, and a threshold of their own
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "note.md").write_text("# A note\n\nThe cat sat on the mat and looked out of the window.\n")
-    mine = evaluation.evaluate_run(tmp_path / "run", general_text=folder, forgetting_threshold=0.5)
+    mine = evaluation.evaluate_run(
+        tmp_path / "run", general_text=folder, forgetting_threshold=0.5, tasks="heldout_passages", limit=2
+    )
     assert mine["general_text"]["documents"] == 1 and not mine["general_text"]["bundled"]
     assert mine["general_text"]["threshold"] == 0.5 and mine["base"] == results["base"]
+    assert list(mine["tasks"]["results"]) == ["heldout_passages"] and mine["tasks"]["results"]["heldout_passages"][
+        "items"
+    ] == min(2, tasks["heldout_passages"]["items"])
 
 
 @pytest.mark.parametrize(

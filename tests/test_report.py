@@ -189,3 +189,36 @@ def test_the_report_gives_intervals_forgetting_and_context(tmp_path):
     ):
         assert expected in text, expected
     assert (tmp_path / "perplexity.png").is_file()
+
+
+def _tasks(general_tuned: list[int]) -> dict:
+    from climate_sft.confidence import accuracy_intervals
+
+    heldout = ([0, 1, 0, 0] * 10, [1, 1, 1, 0] * 10)  # +50 points, every item paired
+    general = ([1, 1, 0, 1] * 10, general_tuned)
+    return {
+        "names": ["heldout_passages", "general_passages"],
+        "limit": None,
+        "accuracy_drop_threshold": 0.05,
+        "results": {
+            name: {"items": 40, "limit": None, "general": name == "general_passages", "acc": accuracy_intervals(*pair)}
+            for name, pair in (("heldout_passages", heldout), ("general_passages", general))
+        },
+    }
+
+
+def test_the_report_gives_task_accuracy_and_flags_a_fall_on_a_general_task(tmp_path):
+    (tmp_path / "training_stats.json").write_text(json.dumps(_stats()))
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({"use_peft": True, "lora_r": 8, "lora_alpha": 16}))
+    evaluation = _evaluation() | {"tasks": _tasks(general_tuned=[1, 0, 0, 0] * 10)}  # 75 % -> 25 %
+    (tmp_path / "eval_results.json").write_text(json.dumps(evaluation))
+    text = write_report(tmp_path).read_text()
+    section = text.split("## Task accuracy")[1].split("## ")[0]
+    assert "| heldout_passages | 40 | 0.25 [" in section and "| +50.00 [" in section
+    assert "- Better after fine-tuning: `heldout_passages` (40 items)" in text
+    assert "- **Forgetting:** `general_passages` (40 items): accuracy 0.75" in text
+    # control: the same general items answered as before are not distinguishable and not flagged
+    evaluation["tasks"] = _tasks(general_tuned=[1, 1, 0, 1] * 10)
+    (tmp_path / "eval_results.json").write_text(json.dumps(evaluation))
+    text = write_report(tmp_path).read_text()
+    assert "- Not distinguishable: `general_passages`" in text and "**Forgetting:** `general" not in text
