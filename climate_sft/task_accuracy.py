@@ -28,7 +28,7 @@ import yaml
 
 from climate_sft import UserError
 from climate_sft.confidence import accuracy_intervals, distinguishable, with_interval
-from climate_sft.corpus import write_atomic
+from climate_sft.files import write_atomic
 from climate_sft.general_text import SOURCE, reference_topics
 
 logger = logging.getLogger(__name__)
@@ -208,7 +208,7 @@ def accuracy_line(task: str, result: dict, threshold: float = ACCURACY_DROP_THRE
     change = acc["change"]
     base = with_interval(acc["base"]["accuracy"], acc["base"]["interval"])
     tuned = with_interval(acc["fine_tuned"]["accuracy"], acc["fine_tuned"]["interval"])
-    points = with_interval(change["value"] * 100, _points(change["interval"]))
+    points = _points(change)
     numbers = f"`{task}` ({result['items']} items): accuracy {base} (base) -> {tuned} (fine-tuned), {points} points"
     if result["general"] and change["value"] < -threshold:
         return (
@@ -225,8 +225,11 @@ def accuracy_line(task: str, result: dict, threshold: float = ACCURACY_DROP_THRE
     return f"{'Better' if better else 'Worse'} after fine-tuning: {numbers}, wholly {side} zero."
 
 
-def _points(interval: list[float] | None) -> list[float] | None:
-    return [x * 100 for x in interval] if interval else None
+def _points(change: dict) -> str:
+    """A change in accuracy as signed points with its interval: "+12.5 [+2.5, +22.5]"."""
+    shown = [change["value"], *(change["interval"] or [])]
+    value, *interval = (f"{x * 100:+.1f}" for x in shown)
+    return value + (f" [{interval[0]}, {interval[1]}]" if interval else "")
 
 
 def accuracy_table(tasks: dict | None) -> list[str]:
@@ -252,6 +255,6 @@ def accuracy_table(tasks: dict | None) -> list[str]:
         lines.append(
             f"| {task} | {result['items']} | {with_interval(acc['base']['accuracy'], acc['base']['interval'])} | "
             f"{with_interval(acc['fine_tuned']['accuracy'], acc['fine_tuned']['interval'])} | "
-            f"{with_interval(acc['change']['value'] * 100, _points(acc['change']['interval']))} | {normed} |"
+            f"{_points(acc['change'])} | {normed} |"
         )
     return lines

@@ -214,7 +214,7 @@ def test_the_report_gives_task_accuracy_and_flags_a_fall_on_a_general_task(tmp_p
     (tmp_path / "eval_results.json").write_text(json.dumps(evaluation))
     text = write_report(tmp_path).read_text()
     section = text.split("## Task accuracy")[1].split("## ")[0]
-    assert "| heldout_passages | 40 | 0.25 [" in section and "| +50.00 [" in section
+    assert "| heldout_passages | 40 | 0.25 [" in section and "| +50.0 [+" in section
     assert "- Better after fine-tuning: `heldout_passages` (40 items)" in text
     assert "- **Forgetting:** `general_passages` (40 items): accuracy 0.75" in text
     # control: the same general items answered as before are not distinguishable and not flagged
@@ -222,3 +222,15 @@ def test_the_report_gives_task_accuracy_and_flags_a_fall_on_a_general_task(tmp_p
     (tmp_path / "eval_results.json").write_text(json.dumps(evaluation))
     text = write_report(tmp_path).read_text()
     assert "- Not distinguishable: `general_passages`" in text and "**Forgetting:** `general" not in text
+
+
+def test_titles_with_pipes_newlines_and_stars_stay_in_their_table_cell():
+    import re
+
+    from climate_sft.report import _cell
+
+    title = "Sea level | rise\nin *two* parts"
+    row = f"| {_cell(title)} | 12 |"
+    assert "\n" not in row
+    assert len(re.findall(r"(?<!\\)\|", row)) == 3  # the row's own three separators, none from the title
+    assert len(re.findall(r"(?<!\\)\|", "| Sea level | rise | 12 |")) == 4  # control: unescaped, the title splits
