@@ -9,6 +9,7 @@
     climate-sft eval RUN_DIR [--general-text DIR] [--forgetting-threshold 0.05] [--samples 3] [--tasks A,B]
                              [--tasks-dir DIR] [--limit N]
     climate-sft report RUN_DIR
+    climate-sft tasks download NAME DIR   a hub task's data into DIR, for `eval --tasks NAME_local --tasks-dir DIR`
     climate-sft ls                       the shipped recipes and accelerate configs
     climate-sft cp NAME [DEST]           copy one out to edit
 
@@ -217,6 +218,13 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"answers to {args.samples} held-out passages written to {write_samples(args.run_dir, args.samples)}")
 
 
+def _tasks_download(args: argparse.Namespace) -> None:
+    from climate_sft.task_accuracy import download_task
+
+    folder = download_task(args.name, args.dir)
+    print(f"written to {folder}: run `climate-sft eval RUN_DIR --tasks {folder.name} --tasks-dir {args.dir}`")
+
+
 def _report(args: argparse.Namespace) -> None:
     from climate_sft.model_card import write_model_card
     from climate_sft.report import write_report
@@ -342,8 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
         "general_passages, written from the run's test documents and the Python reference)",
     )
     p.add_argument("--tasks-dir", metavar="DIR", help="a folder of your own lm-eval task YAMLs (or downloaded ones)")
-    p.add_argument("--limit", type=int, help="score at most N items of each task (CPU runs)")
+    p.add_argument("--limit", type=positive_int, help="score at most N items of each task (CPU runs)")
     p.set_defaults(run=_eval)
+
+    p = sub.add_parser("tasks", help="task data for `climate-sft eval --tasks`")
+    tasks = p.add_subparsers(dest="tasks_command", required=True)
+    d = tasks.add_parser("download", help="a hub task's data into a local folder (needs the hub once)")
+    d.add_argument("name", help="the task, e.g. climate_fever")
+    d.add_argument("dir", type=output_path, help="folder to write NAME_local into (give it to --tasks-dir)")
+    d.set_defaults(run=_tasks_download)
 
     p = sub.add_parser("report", help="write REPORT.md with plots for a run folder")
     p.add_argument("run_dir", type=non_empty, help="output folder of a training run")

@@ -12,9 +12,9 @@ need no data from outside:
 - `general_passages`: the same, on the Python language reference (`general_text.py`): text nobody here wrote,
   outside climate. Did it lose general ability?
 
-Tasks of lm-eval itself (`arc_easy`, `hellaswag`) and the shipped `climate_fever` read their data from the hub
-or from a local copy (`climate-sft tasks download`). Per task the result is base -> fine-tuned accuracy with
-paired bootstrap intervals over items (`confidence.accuracy_intervals`).
+Tasks of lm-eval itself (`arc_easy`, `hellaswag`) and the shipped `climate_fever` (`tasks/`) read their data from
+the hub; `climate-sft tasks download climate_fever DIR` keeps a local copy for offline runs. Per task the result
+is base -> fine-tuned accuracy with paired bootstrap intervals over items (`confidence.accuracy_intervals`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ CONTEXT_WORDS, CONTINUATION_WORDS = 40, 12
 CHOICES = 4
 ITEMS = 60  # passages per generated task; --limit caps what is scored
 SEED = 0
+# Shipped tasks whose data no licence lets us ship: hub dataset and split, for `climate-sft tasks download`.
+HUB_DATA = {"climate_fever": ("tdiggelm/climate_fever", "test")}
 # A fall in a general task's accuracy beyond this many points is flagged in the report as forgetting.
 ACCURACY_DROP_THRESHOLD = 0.05
 METRICS = ("acc", "acc_norm")
@@ -116,6 +118,33 @@ def write_run_tasks(run_dir: Path, held_out_texts: list[str], split: str) -> Pat
         f"continuations of passages from {SOURCE}, seed {SEED}",
     )
     return folder
+
+
+def write_local_task(folder: Path, name: str, rows) -> Path:
+    """A shipped hub task reading `rows` from a local JSONL file instead: task NAME_local in folder/NAME_local,
+    including the shipped YAML so prompts, choices and filters stay the same."""
+    out = Path(folder) / f"{name}_local"
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "test.jsonl"
+    write_atomic(data, "".join(json.dumps(dict(row)) + "\n" for row in rows))
+    config = {
+        "include": str((SHIPPED_TASKS_DIR / name / f"{name}.yaml").resolve()),
+        "task": f"{name}_local",
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
+    }
+    write_atomic(out / f"{name}_local.yaml", yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def download_task(name: str, folder: str | Path) -> Path:
+    """`climate-sft tasks download NAME DIR`: the hub data of a shipped task, saved for offline runs."""
+    if name not in HUB_DATA:
+        raise TaskError(f"tasks download {name}: no hub data for this task; choose from {', '.join(HUB_DATA)}")
+    from datasets import load_dataset
+
+    path, split = HUB_DATA[name]
+    return write_local_task(Path(folder), name, load_dataset(path, split=split))
 
 
 def task_names(given: str | None) -> list[str]:

@@ -133,3 +133,26 @@ def test_generated_task_files_are_valid_lm_eval_tasks(tmp_path, monkeypatch):
     task_accuracy.check_tasks(list(task_accuracy.DEFAULT_TASKS), manager)
     rows = [json.loads(line) for line in (folder / "heldout_passages.jsonl").read_text().splitlines()]
     assert rows and all(0 <= r["label"] < len(r["choices"]) for r in rows)
+
+
+def test_the_shipped_climate_fever_task_reads_a_local_copy_in_the_hub_format(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    # rows as `datasets.load_dataset("tdiggelm/climate_fever", split="test")` gives them (claim_label: ClassLabel)
+    evidence = {"evidence_id": "Sea:1", "evidence_label": 0, "article": "Sea", "evidence": "Seas rose.", "entropy": 0.0}
+    rows = [
+        {"claim_id": str(i), "claim": f"Claim {i} about the sea.", "claim_label": label, "evidences": [evidence]}
+        for i, label in enumerate([0, 1, 2, 3, 0])
+    ]
+    folder = task_accuracy.write_local_task(tmp_path / "tasks", "climate_fever", rows).parent
+    manager = task_accuracy.task_manager([folder], ["climate_fever_local"])
+    task_accuracy.check_tasks(["climate_fever_local"], manager)
+    from lm_eval.tasks import get_task_dict
+
+    task = get_task_dict(["climate_fever_local"], manager)["climate_fever_local"]
+    docs = list(task.test_docs())
+    assert [d["claim_id"] for d in docs] == ["0", "1", "2", "4"]  # the DISPUTED claim is left out
+    assert task.doc_to_choice(docs[0]) == ["supported", "refuted", "unverifiable"]
+    assert [task.doc_to_target(d) for d in docs] == [0, 1, 2, 0]
+    assert "Claim 1 about the sea." in task.doc_to_text(docs[1])
+    with pytest.raises(UserError, match="tasks download arc: no hub data"):
+        task_accuracy.download_task("arc", tmp_path)
