@@ -109,7 +109,9 @@ def test_a_two_process_run_killed_after_its_second_checkpoint_resumes_to_the_sam
 # FSDP2 + LoRA: a resumed run must give every rank back its own slice of the adapter. accelerate's FULL_STATE_DICT
 # path once restored rank 0's slice alone, leaving the others at their initial values
 # (https://github.com/huggingface/accelerate/pull/4206, merged 2026-09, in the pinned accelerate 1.15); our
-# fsdp.yaml checkpoints SHARDED_STATE_DICT through torch.distributed.checkpoint, one file per rank.
+# fsdp.yaml checkpoints SHARDED_STATE_DICT through torch.distributed.checkpoint, one file per rank, and with the
+# pinned accelerate, transformers and peft every rank reads its own file back: this test shows it. (A trial with
+# FULL_STATE_DICT wrote whole tensors, but its resume hung on CPU after loading the model; not tested.)
 FSDP_MODEL = "pytorch_model_fsdp_0"  # accelerate's folder for the model's sharded checkpoint
 
 
@@ -166,7 +168,8 @@ def test_fsdp_lora_run_killed_and_resumed_restores_every_ranks_adapter_shard(rec
     one_host("fsdp", recipe, resumed)  # the same command again
     assert f"resuming from {resumed}/checkpoint-{left[-1]}" in (resumed / "train.log").read_text()
     result = assert_same_run(reference, resumed)
-    final = load_file(resumed / "adapter_model.safetensors")  # gathered whole, not one rank's slice
+    # the final adapter is gathered whole: lora_A has all lora_r (4) rows, not one rank's slice
+    final = load_file(resumed / "adapter_model.safetensors")
     assert all(t.shape[0] == 4 for name, t in final.items() if "lora_A" in name), {k: t.shape for k, t in final.items()}
 
     one_host("fsdp", recipe, control)
