@@ -19,6 +19,7 @@ status 2.
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -68,11 +69,9 @@ def _extract(args: argparse.Namespace) -> None:
     from climate_sft.corpus import SAMPLE_PDF_DIR, build_corpus, shard_summary, summary
     from climate_sft.sources import HubDataset
 
-    ratios = tuple(float(r) for r in args.split.split(",")) if _is_ratios(args.split) else ()
-    if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
-        raise UserError(f"--split {args.split}: give three non-negative ratios, e.g. 0.9,0.05,0.05")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers {args.workers}: give at least 1 (or leave it out to use every core)")
+    ratios = _split_ratios(args.split)
+    _check_range("--workers", args.workers, low=1, what="at least 1 (or leave it out to use every core)")
+    _check_range("--seed", args.seed, low=0, what="a whole number from 0")
     if args.dataset_name and args.source:
         raise UserError(f"give SOURCE ({args.source}) or --dataset_name ({args.dataset_name}), not both")
     if args.dataset_name:
@@ -98,12 +97,20 @@ def _shard(value: str) -> tuple[int, int]:
     return int(i), int(n)
 
 
-def _is_ratios(text: str) -> bool:
+def _check_range(flag: str, value: float | None, low: float, what: str) -> None:
+    """extract's numeric flags: finite and at least `low` (None: the flag was left out)."""
+    if value is not None and not (math.isfinite(value) and value >= low):
+        raise UserError(f"{flag} {value}: give {what}")
+
+
+def _split_ratios(text: str) -> tuple[float, float, float]:
     try:
-        [float(r) for r in text.split(",")]
+        ratios = tuple(float(r) for r in text.split(","))
     except ValueError:
-        return False
-    return True
+        ratios = ()
+    if len(ratios) != 3 or not all(math.isfinite(r) and r >= 0 for r in ratios) or sum(ratios) <= 0:
+        raise UserError(f"--split {text}: give three non-negative, finite ratios, e.g. 0.9,0.05,0.05")
+    return ratios
 
 
 def _launched(module: str, rest: list[str], in_process) -> None:

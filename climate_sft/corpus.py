@@ -11,6 +11,7 @@ Corpus folder layout (what `build_corpus` writes and `load_corpus` reads):
                                            language, quality shares, cleaning rules fired, OCRed pages,
                                            back-matter characters dropped
     CORPUS_DIR/builds/NAME/stats.json      documents, pages, characters and words per split; back matter dropped
+    CORPUS_DIR/builds/NAME/checksums.json  size and SHA-256 of every file above, checked whenever it is loaded
     CORPUS_DIR/cache/                      extraction results by file hash (JSON lines; one file per shard)
     CORPUS_DIR/manifest.failed.jsonl       each file's reason, when a build found no usable document
 
@@ -48,6 +49,7 @@ from climate_sft.sources import HubDataset
 SAMPLE_PDF_DIR = Path(__file__).parent / "sample_corpus" / "pdfs"
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("id", "source", "title", "pages", "characters", "warnings", "text")
+CHECKSUMS = "checksums.json"  # in each build folder: size and SHA-256 of its every other file
 
 
 class CorpusError(UserError):
@@ -429,23 +431,62 @@ def corpus_lock(corpus_dir: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def write_checksums(build: Path) -> None:
+    """Size and SHA-256 of every file of a build, so that a damaged or missing file is named when it is loaded."""
+    files = sorted(p for p in build.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+    sums = {str(p.relative_to(build)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files}
+    (build / CHECKSUMS).write_text(json.dumps(sums, indent=1) + "\n", encoding="utf-8")
+
+
+def verify_checksums(build: Path) -> None:
+    """CorpusError naming the first file of the build that is missing, of another size or other bytes. Sizes are
+    checked first (cheap), then the hashes. A build from before checksums were written passes."""
+    try:
+        sums = json.loads((build / CHECKSUMS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        raise CorpusError(f"{build / CHECKSUMS} is damaged: the corpus cannot be checked; rebuild it") from None
+    for name, expected in sums.items():
+        path = build / name
+        if not path.is_file():
+            raise CorpusError(f"{path} is missing: the corpus is damaged; rebuild it")
+        if path.stat().st_size != expected["bytes"]:
+            raise CorpusError(
+                f"{path} is damaged ({path.stat().st_size} bytes, {expected['bytes']} written): rebuild the corpus"
+            )
+    for name, expected in sums.items():
+        if file_sha256(build / name) != expected["sha256"]:
+            raise CorpusError(f"{build / name} is damaged (its bytes changed since it was written): rebuild the corpus")
+
+
 def write_corpus(corpus_dir: Path, splits: dict[str, list[dict]], manifest: str, stats: dict) -> Path:
-    """Write a build whole (dataset, manifest, stats) and switch CURRENT to it; clean what earlier builds left.
-    `splits` maps split names to document entries (see `_records`). The caller holds `corpus_lock`."""
+    """Write a build whole (dataset, manifest, stats, checksums) and switch CURRENT to it; clean what earlier
+    builds left. `splits` maps split names to document entries (see `_records`). The caller holds `corpus_lock`.
+    Ctrl-C before the switch removes the partial build: the corpus in use stays as it was."""
     from datasets import DatasetDict
 
     builds = corpus_dir / "builds"
     name = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]  # readable, and unique within a second
     tmp = builds / f".{name}.tmp"
-    tmp.mkdir(parents=True)
-    dataset_dict = DatasetDict({split: split_dataset(entries, tmp / "arrow") for split, entries in splits.items()})
-    # an empty split still needs its one (empty) Arrow file, or it will not load back
-    dataset_dict.save_to_disk(str(tmp / "dataset"), num_shards={s: 1 for s, d in dataset_dict.items() if not len(d)})
-    shutil.rmtree(tmp / "arrow", ignore_errors=True)
-    stats = {**corpus_stats(dataset_dict), **stats}
-    (tmp / "manifest.jsonl").write_text(manifest, encoding="utf-8")
-    (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, builds / name)
+    try:
+        tmp.mkdir(parents=True)
+        dataset_dict = DatasetDict({split: split_dataset(entries, tmp / "arrow") for split, entries in splits.items()})
+        # an empty split still needs its one (empty) Arrow file, or it will not load back
+        dataset_dict.save_to_disk(
+            str(tmp / "dataset"), num_shards={s: 1 for s, d in dataset_dict.items() if not len(d)}
+        )
+        shutil.rmtree(tmp / "arrow", ignore_errors=True)
+        stats = {**corpus_stats(dataset_dict), **stats}
+        (tmp / "manifest.jsonl").write_text(manifest, encoding="utf-8")
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+        write_checksums(tmp)
+        os.replace(tmp, builds / name)
+    except KeyboardInterrupt:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CorpusError(
+            f"interrupted while writing the new build; the corpus in use in {corpus_dir} was not changed"
+        ) from None
     write_atomic(corpus_dir / "CURRENT", name + "\n")  # the switch: readers now see the new build
     for old in builds.iterdir():
         if old.name != name:
@@ -479,6 +520,8 @@ def build_corpus(
 
     disable_progress_bars()  # the extraction bar and the summary say all there is to say
 
+    if not str(output_dir).strip():
+        raise CorpusError("--output is empty: give the corpus folder, e.g. --output data/corpus")
     output_dir = Path(output_dir)
     if stratify and stratify not in STRATIFY_FIELDS:
         raise CorpusError(f"--stratify {stratify}: give one of {', '.join(STRATIFY_FIELDS)} (a manifest field)")
@@ -511,7 +554,7 @@ def build_corpus(
         found = extract_folder(source, output_dir / "cache", workers, shard, ocr, keep_back_matter)
         return {}, [result for result, _ in found]
     spool = output_dir / ".inputs.tmp.jsonl"
-    with corpus_lock(output_dir), contextlib.ExitStack() as cleanup:
+    with corpus_lock(output_dir), contextlib.ExitStack() as cleanup, _interrupt_leaves_corpus(output_dir):
         cleanup.callback(spool.unlink, missing_ok=True)
         pdf_options = dict(ocr=ocr, keep_back_matter=keep_back_matter)
         found = read_inputs(source, output_dir / "cache", spool, workers, text_field, **pdf_options)
@@ -554,6 +597,15 @@ def build_corpus(
     return json.loads((build / "stats.json").read_text()), results
 
 
+@contextlib.contextmanager
+def _interrupt_leaves_corpus(output_dir: Path):
+    """Ctrl-C before the new build is written: one line saying that the corpus in use was not changed."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise CorpusError(f"interrupted before the new build was written; {output_dir} was not changed") from None
+
+
 def current_build(corpus_dir: str | Path) -> Path:
     """The folder of the corpus in use; CorpusError naming the folder and what to do when there is none."""
     corpus_dir = Path(corpus_dir)
@@ -573,6 +625,7 @@ def check_corpus(corpus_dir: str | Path) -> dict[str, int]:
     """Documents per split of a saved corpus, from its index and stats alone; CorpusError naming the folder when
     it is missing or damaged."""
     build = current_build(corpus_dir)
+    verify_checksums(build)
     try:
         splits = json.loads((build / "dataset" / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
         stats = json.loads((build / "stats.json").read_text(encoding="utf-8"))
