@@ -489,18 +489,19 @@ def verify_checksums(build: Path) -> None:
     except FileNotFoundError:
         return
     except (OSError, ValueError):
-        raise CorpusError(f"{build / CHECKSUMS} is damaged: the corpus cannot be checked; rebuild it") from None
+        raise CorpusError(f"{build / CHECKSUMS} is unreadable: the corpus is damaged; rebuild it") from None
     for name, expected in sums.items():
         path = build / name
         if not path.is_file():
             raise CorpusError(f"{path} is missing: the corpus is damaged; rebuild it")
         if path.stat().st_size != expected["bytes"]:
             raise CorpusError(
-                f"{path} is damaged ({path.stat().st_size} bytes, {expected['bytes']} written): rebuild the corpus"
+                f"{path} has {path.stat().st_size} bytes, {expected['bytes']} when written: the corpus is damaged; "
+                "rebuild it"
             )
     for name, expected in sums.items():
         if file_sha256(build / name) != expected["sha256"]:
-            raise CorpusError(f"{build / name} is damaged (its bytes changed since it was written): rebuild the corpus")
+            raise CorpusError(f"{build / name} changed since it was written: the corpus is damaged; rebuild it")
 
 
 def write_corpus(corpus_dir: Path, splits: dict[str, list[dict]], manifest: str, stats: dict) -> Path:

@@ -23,7 +23,7 @@ from climate_sft.confidence import perplexity_intervals, with_interval
 from climate_sft.config import load_recipe
 from climate_sft.corpus import CorpusError, held_out_documents, trained_documents, write_atomic
 from climate_sft.modeling import load_model, load_tokenizer
-from climate_sft.near_duplicates import SHINGLE_WORDS, THRESHOLD, test_leaks
+from climate_sft.near_duplicates import SHINGLE_WORDS, THRESHOLD, leaks_into_training
 from climate_sft.sources import Text, read_text_file, text_files
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def evaluate_run(
     split = recipe.data.test_split
     record = json.loads((run_dir / "data.json").read_text())
     documents, note = held_out_documents(record, split)
-    leaks = test_leaks(documents, trained_documents(record))  # a corpus built without near-duplicate groups
+    leaks = leaks_into_training(documents, trained_documents(record))  # a corpus built without near-duplicate groups
     for leak in leaks:
         logger.warning("test document %s has a near-duplicate in training: %s", leak["test_id"], leak["train_id"])
     if not documents:

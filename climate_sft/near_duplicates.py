@@ -103,7 +103,7 @@ def cross_split_pairs(test: list[str], train: list[str]) -> list[tuple[int, int]
     return sorted(pairs)
 
 
-def test_leaks(test: list[dict], train: list[dict]) -> list[dict]:
+def leaks_into_training(test: list[dict], train: list[dict]) -> list[dict]:
     """Each test document (a corpus row: id, title, text) with a near-duplicate among the training documents."""
     pairs = cross_split_pairs([d["text"] for d in test], [d["text"] for d in train])
     return [{"test_id": test[i]["id"], "test_title": test[i]["title"], "train_id": train[j]["id"]} for i, j in pairs]

@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from helpers import PROSE, prose_pages, recipe_maker, write_pdf
+from helpers import distinct_prose, prose_pages, recipe_maker, write_pdf
 
 from climate_sft import cli, evaluation, train
 from climate_sft.corpus import CorpusError, build_corpus, corpus_manifest, load_corpus, text_sha256
@@ -17,7 +17,9 @@ TOPICS = ("glaciers", "sea ice", "ocean heat", "permafrost", "monsoons", "coral 
 
 
 def _texts(n: int = 6) -> list[str]:
-    return [f"Notes on {topic}\n\n{PROSE * (1 + i % 3)}{topic} matter." for i, topic in enumerate(TOPICS[:n])]
+    return [
+        f"Notes on {topic}\n\n{distinct_prose(topic, 1 + i % 3)} {topic} matter." for i, topic in enumerate(TOPICS[:n])
+    ]
 
 
 @pytest.fixture
@@ -78,6 +80,29 @@ def test_a_jsonl_file_becomes_a_corpus(jsonl_file, tmp_path):
     documents = _documents(out)
     assert sorted(d["title"] for d in documents.values()) == [f"Record {i}" for i in range(6)]
     assert sorted(d["text"] for d in documents.values()) == sorted(_texts())
+
+
+def test_text_that_is_not_prose_is_skipped_with_a_reason(text_dir, tmp_path):
+    (text_dir / "nul.txt").write_bytes(b"\x00" * 4096)
+    (text_dir / "binary.md").write_bytes(bytes(range(256)) * 8)
+    (text_dir / "tabs.txt").write_text("Sea ice\tretreats\fin summer.\n" + _texts()[0])  # tabs and form feeds: prose
+    out = tmp_path / "corpus"
+    _, results = build_corpus(text_dir, out)
+    reasons = {r.source.rsplit("/", 1)[-1]: (r.status, r.reason) for r in results}
+    for name in ("nul.txt", "binary.md"):
+        status, reason = reasons[name]
+        assert status == "skipped" and reason.startswith("not prose:") and "control characters" in reason, name
+    assert reasons["tabs.txt"][0] == "ok"  # control
+    assert not any("\x00" in d["text"] for d in _documents(out).values())
+
+
+def test_a_bom_jsonl_keeps_its_first_record_and_bad_utf8_lines_are_skipped(jsonl_file, tmp_path):
+    lines = jsonl_file.read_bytes().splitlines(keepends=True)
+    jsonl_file.write_bytes(b"\xef\xbb\xbf" + lines[0] + b'{"body": "caf\xe9 au lait"}\n' + b"".join(lines[1:]))
+    _, results = build_corpus(jsonl_file, tmp_path / "corpus", text_field="body")
+    assert [r.status for r in results] == ["ok", "skipped", "ok", "ok", "ok", "ok", "ok"]
+    assert results[0].title == "Record 0"  # the BOM did not cost the first record
+    assert results[1].reason.startswith("not UTF-8 (byte ") and results[1].source == f"{jsonl_file}:2"
 
 
 def test_a_jsonl_without_the_text_field_names_the_fields(jsonl_file, tmp_path):
