@@ -21,6 +21,7 @@ from climate_sft.corpus import (
     small_test_split_note,
     split_documents,
     summary,
+    write_checksums,
 )
 from climate_sft.pdf_text import CLEANER_VERSION
 
@@ -91,13 +92,13 @@ def test_a_test_split_too_small_for_an_interval_says_so_in_one_line():
 
 @pytest.mark.parametrize("n", [20, 21, 30, 57, 200])
 def test_twenty_documents_or_more_give_five_test_documents(n):
-    # one long document holds most tokens: the token share alone would be met by one or two documents
-    documents = [SplitDocument(f"doc{i:03d}", 50_000 if i == 0 else 100) for i in range(n)]
+    # documents of one size: a 5 % token share alone is met by one or two of them
+    documents = [SplitDocument(f"doc{i:03d}", 1000) for i in range(n)]
     for seed in range(5):
         splits = split_documents(documents, (0.9, 0.05, 0.05), seed)
         assert len(splits["test"]) >= 5 and len(splits["validation"]) >= 2 and len(splits["train"]) >= n / 2
     nineteen = split_documents(documents[:19], (0.9, 0.05, 0.05), seed=0)
-    assert 2 <= len(nineteen["test"]) < 5  # control: below 20 documents the old minimum holds
+    assert len(nineteen["test"]) == 2  # control: below 20 documents the old minimum holds
 
 
 def test_a_near_duplicate_group_never_straddles_the_split_and_the_rest_still_spread():
@@ -296,6 +297,9 @@ def test_the_consistency_check_catches_a_mixed_corpus(pdf_dir, tmp_path):
         "".join(json.dumps(m) + "\n" for m in [*corpus_manifest(out), {"id": "gone", "status": "ok"}])
     )
     assert not first.exists()  # the old build was cleaned away
+    with pytest.raises(CorpusError, match="manifest.jsonl has .* the corpus is damaged"):
+        load_corpus(out)  # the build's checksums catch the mixed manifest first
+    write_checksums(current_build(out))  # as if the mix had been written with them
     with pytest.raises(AssertionError, match="disagree"):
         assert_consistent(out)
 

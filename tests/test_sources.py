@@ -52,7 +52,7 @@ def test_a_text_folder_becomes_a_corpus(text_dir, tmp_path):
     (text_dir / "figure.png").write_bytes(b"\x89PNG")  # not an input: ignored
     out = tmp_path / "corpus"
     stats, results = build_corpus(text_dir, out, ratios=(0.6, 0.2, 0.2))
-    assert stats["files"] == {"ok": 6, "skipped": 2, "duplicate": 1}
+    assert stats["files"] == {"ok": 6, "skipped": 2, "duplicate": 1, "near_duplicate": 0}
     assert all(stats[s]["documents"] for s in ("train", "validation", "test"))
     manifest = {m["source"].rsplit("/", 1)[-1]: m for m in corpus_manifest(out)}
     assert {m["kind"] for m in manifest.values()} == {"text"} and "figure.png" not in manifest
@@ -70,7 +70,7 @@ def test_a_jsonl_file_becomes_a_corpus(jsonl_file, tmp_path):
         f.write("{not json\n" + json.dumps({"body": ""}) + "\n" + json.dumps({"other": "x"}) + "\n")
     out = tmp_path / "corpus"
     stats, results = build_corpus(jsonl_file, out, text_field="body")
-    assert stats["files"] == {"ok": 6, "skipped": 3, "duplicate": 0}
+    assert stats["files"] == {"ok": 6, "skipped": 3, "duplicate": 0, "near_duplicate": 0}
     assert [r.reason for r in results if r.status == "skipped"] == [
         "not valid JSON",
         "the text field is empty",
