@@ -84,7 +84,7 @@ def test_a_jsonl_file_becomes_a_corpus(jsonl_file, tmp_path):
 
 def test_text_that_is_not_prose_is_skipped_with_a_reason(text_dir, tmp_path):
     (text_dir / "nul.txt").write_bytes(b"\x00" * 4096)
-    (text_dir / "binary.md").write_bytes(bytes(range(256)) * 8)
+    (text_dir / "binary.md").write_bytes(bytes(range(1, 32)) * 40 + b"a few words")  # valid UTF-8, not prose
     (text_dir / "tabs.txt").write_text("Sea ice\tretreats\fin summer.\n" + _texts()[0])  # tabs and form feeds: prose
     out = tmp_path / "corpus"
     _, results = build_corpus(text_dir, out)
