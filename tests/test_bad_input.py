@@ -78,7 +78,7 @@ CASES = [
             f"extract --split {value}",
             ["extract", "{pdfs}", "--output", "{corpus}", "--split", value],
             None,
-            f"--split {value}: give three non-negative, finite ratios",
+            f"--split {value}: give three non-negative ratios",
             ["{corpus}"],
         )
         for value in ("nan,0.05,0.05", "inf,0.05,0.05", "0.9,-inf,0.1", "0,0,0")
@@ -87,14 +87,14 @@ CASES = [
         "extract --output ''",
         ["extract", "{pdfs}", "--output", ""],
         None,
-        "--output is empty: give the corpus folder",
+        "--output: must name a folder, not be empty",
         ["{corpus}"],
     ),
     (
         "extract --seed -1",
         ["extract", "{pdfs}", "--output", "{corpus}", "--seed", "-1"],
         None,
-        "--seed -1: give a whole number from 0",
+        "--seed: must be at least 0, got -1",
         ["{corpus}"],
     ),
     *[
@@ -116,14 +116,14 @@ CASES = [
         "extract --workers 0",
         ["extract", "{pdfs}", "--output", "{corpus}", "--workers", "0"],
         None,
-        "--workers 0: give at least 1",
+        "argument --workers: must be at least 1, got 0",
         ["{corpus}"],
     ),
     (
         "extract --workers -2",
         ["extract", "{pdfs}", "--output", "{corpus}", "--workers", "-2"],
         None,
-        "--workers -2: give at least 1",
+        "argument --workers: must be at least 1, got -2",
         ["{corpus}"],
     ),
     (

@@ -26,7 +26,7 @@ MAX_STEPS = 12
 
 def launch(config: str, recipe: Path, output_dir: Path, port: int, machine_rank: int | None = None):
     """`accelerate launch` of two processes in all: on this machine, or as machine `machine_rank` of two."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"accelerate_configs/{config}.yaml"]
+    command = [sys.executable, "-m", "climate_sft.launch", "--config_file", f"accelerate_configs/{config}.yaml"]
     if machine_rank is None:
         command += ["--num_processes", "2", "--main_process_port", str(port)]
     else:  # the README's multi-node command, flag for flag, with the rendezvous on this host
