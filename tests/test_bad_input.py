@@ -107,7 +107,7 @@ CASES = [
         )
         for damage, named in (
             ("a deleted split folder", "dataset/test"),
-            ("a truncated Arrow file", "bytes when written: the corpus is damaged"),
+            ("a truncated Arrow file", "has 64 bytes"),
             ("a zeroed Arrow file", "changed since it was written: the corpus is damaged"),
             ("a garbage dataset_info.json", "dataset_info.json has"),
         )
@@ -298,7 +298,7 @@ def _broken_corpus(trained, tmp, what: str) -> dict:
     broken = tmp / "broken"
     shutil.copytree(trained["corpus"], broken)
     build = current_build(broken)
-    arrow = next((build / "dataset" / "train").glob("*.arrow"))
+    arrow = next((build / "dataset" / "train").glob("data-*.arrow"))  # not a cache file datasets wrote beside it
     if what == "dataset":
         shutil.rmtree(build / "dataset")
     elif what == "index":
