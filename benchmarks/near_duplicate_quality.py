@@ -1,6 +1,6 @@
 """Near-duplicate grouping, measured: precision and recall of `near_duplicates.find_groups` at its defaults.
 
-    python -m benchmarks.near_duplicate_quality [--seeds 3]
+    python -m benchmarks.near_duplicate_quality [--seeds 3] [--scale 10000]
 
 Each of the 12 bundled climate texts (`sample_corpus/source/`, ~1,100 words each, all on climate, so the
 originals are each other's same-topic controls) gets five derived copies: the same text laid out differently
@@ -8,7 +8,9 @@ originals are each other's same-topic controls) gets five derived copies: the sa
 summary that quotes its first half and adds a paragraph of its own. A family is an original and its copies;
 a pair of texts is a true near-duplicate pair when both are of one family. Precision: share of pairs put in one
 group that are true pairs; recall: share of true pairs put in one group. Each seed draws other edits.
-Results go to benchmarks/results/near_duplicates.json.
+`--scale N` also times the grouping stage alone on N generated documents of 1,500 words each (words drawn at
+random from the bundled texts' vocabulary, so no two are near-duplicates): seconds and the process's peak
+memory (`ru_maxrss`, above what it held before). Results go to benchmarks/results/near_duplicates.json.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import platform
 import random
+import resource
 import sys
 import tempfile
 import textwrap
@@ -88,17 +91,46 @@ def measure(seed: int) -> dict:
     }
 
 
+def measure_scale(documents: int, words: int = 1500) -> dict:
+    sources = sorted((SAMPLE_PDF_DIR.parent / "source").glob("*.txt"))
+    vocabulary = sorted({w for path in sources for w in path.read_text(encoding="utf-8").split()})
+
+    def texts():
+        rng = random.Random(0)
+        for _ in range(documents):
+            yield " ".join(rng.choices(vocabulary, k=words))
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        groups = find_groups(texts, Path(tmp))
+        seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "documents": documents,
+        "words_each": words,
+        "groups_found": len(set(groups.values())),
+        "seconds": round(seconds, 1),
+        "seconds_per_10k_documents": round(seconds * 10_000 / documents, 1),
+        "peak_rss_mib": round(peak / 1024),
+        "peak_rss_growth_mib": round((peak - before) / 1024),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=0, help="also time the stage on N generated documents")
     args = parser.parse_args()
     runs = [measure(seed) for seed in range(args.seeds)]
+    scale = measure_scale(args.scale) if args.scale else None
     result = {
         "command": "python -m benchmarks.near_duplicate_quality " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs)",
         "minhash": {"shingle_words": SHINGLE_WORDS, "bands": BANDS, "rows": ROWS, "jaccard_threshold": THRESHOLD},
         "runs": runs,
+        **({"scale": scale} if scale else {}),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(RESULTS, json.dumps(result, indent=2) + "\n")
@@ -108,6 +140,8 @@ def main() -> None:
             f"({run['grouped_pairs']} grouped, {run['true_pairs']} true pairs); "
             f"by copy: {run['recall_original_with_copy']}"
         )
+    if scale:
+        print(f"scale: {scale}")
     print(f"written to {RESULTS}")
 
 
