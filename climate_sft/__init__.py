@@ -68,7 +68,9 @@ def error_boundary(prog: str):
 
 
 def take_debug_flag(argv: list[str]) -> list[str]:
-    """`--debug` anywhere on a command line turns debugging on for this process and the ones it starts."""
-    if "--debug" in argv:
+    """`climate-sft --debug CMD ...` turns debugging on for this process and the ones it starts. Only before the
+    command: after it, `--debug` is TrainingArguments' own recipe key."""
+    if argv[:1] == ["--debug"]:
         os.environ[DEBUG_VARIABLE] = "1"
-    return [arg for arg in argv if arg != "--debug"]
+        return argv[1:]
+    return argv

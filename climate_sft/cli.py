@@ -2,6 +2,7 @@
 
     climate-sft extract SOURCE --output CORPUS_DIR   (a folder of PDFs / .txt / .md, a .jsonl file, or
         --dataset_name NAME) [--ocr] [--keep-back-matter] [--languages en,fr] [--stratify FIELD] [--shard I/N]
+        [--keep-near-duplicates]
     climate-sft train --config RECIPE [--accelerate_config NAME] [--num_processes N] [--dry-run] [--key value ...]
     climate-sft find-batch-size --config RECIPE [--accelerate_config NAME] [--num_processes N]
     climate-sft merge RUN_DIR --output DIR [--dtype bfloat16] [--base FOLDER] [--gguf]
@@ -136,7 +137,13 @@ def _extract(args: argparse.Namespace) -> None:
         source = args.source or SAMPLE_PDF_DIR
     shard = _shard(args.shard) if args.shard else None
     languages = [code.strip() for code in args.languages.split(",") if code.strip()] if args.languages else None
-    options = dict(ocr=args.ocr, keep_back_matter=args.keep_back_matter, languages=languages, stratify=args.stratify)
+    options = dict(
+        ocr=args.ocr,
+        keep_back_matter=args.keep_back_matter,
+        languages=languages,
+        stratify=args.stratify,
+        keep_near_duplicates=args.keep_near_duplicates,
+    )
     stats, results = build_corpus(
         source, args.output, ratios, args.seed, args.workers, shard, text_field=args.text_field, **options
     )
@@ -286,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         default="0.9,0.05,0.05",
         help="train,validation,test shares of the corpus's (estimated) tokens; whole documents, at least 2 "
-        "per held-out split where the corpus has 8 or more",
+        "per held-out split where the corpus has 8 or more, at least 5 test documents from 20",
     )
     p.add_argument(
         "--stratify",
@@ -299,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ocr", action="store_true", help="OCR pages without a text layer (needs Tesseract)")
     p.add_argument(
         "--keep-back-matter", action="store_true", help="keep reference lists, acknowledgements, licence boilerplate"
+    )
+    p.add_argument(
+        "--keep-near-duplicates",
+        action="store_true",
+        help="keep every member of a near-duplicate group (MinHash) instead of one; a group stays in one split",
     )
     p.add_argument("--languages", help="keep only documents in these languages (ISO 639-1 codes, e.g. en,fr)")
     p.add_argument(

@@ -263,6 +263,7 @@ class TrainingConfig(SFTConfig):
                     self.max_length is not None and self.max_length < 2,
                     f"must be at least 2 tokens, got {self.max_length}",
                 ),
+                ("max_length", self.max_length is None and self.packing, "packing needs a max_length (e.g. 2048)"),
                 (
                     "save_steps",
                     self.save_strategy == "steps" and self.save_steps <= 0,
@@ -331,10 +332,10 @@ class _RecipeLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, str):
+            if not isinstance(key_node, yaml.ScalarNode):
                 line = key_node.start_mark.line + 1
-                raise RecipeError(f"line {line}: key {key!r} is not a name: write `name: value`")
+                raise RecipeError(f"line {line}: a key is a {key_node.id}, not a name: write `name: value`")
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise RecipeError(f"line {key_node.start_mark.line + 1}: key '{key}' is written twice: keep one")
             seen.add(key)
@@ -368,7 +369,8 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}:" if mark else ""
-        raise RecipeError(f"{path}:{where} not valid YAML ({getattr(error, 'problem', None) or error})") from None
+        problem = (getattr(error, "problem", None) or str(error)).strip().splitlines()[0]
+        raise RecipeError(f"{path}:{where} not valid YAML ({problem})") from None
     if values is None:
         raise RecipeError(f"{path}: the recipe is empty; start from a shipped one (`climate-sft cp qlora_h100`)")
     if not isinstance(values, dict):
@@ -539,6 +541,8 @@ def _check_kind(key: str, value: Any) -> None:
     numbers = value if isinstance(value, list) else [value]
     if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
         raise ValueError(f"must be a finite number, got {value!r}")
+    if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**63 for v in numbers):
+        raise ValueError(f"is too large for a 64-bit integer, got {value!r}")
 
 
 def _accepts_container(key: str, value: list | dict) -> bool:

@@ -11,6 +11,7 @@ Corpus folder layout (what `build_corpus` writes and `load_corpus` reads):
                                            language, quality shares, cleaning rules fired, OCRed pages,
                                            back-matter characters dropped
     CORPUS_DIR/builds/NAME/stats.json      documents, pages, characters and words per split; back matter dropped
+    CORPUS_DIR/builds/NAME/checksums.json  size and SHA-256 of every file above, checked whenever it is loaded
     CORPUS_DIR/cache/                      extraction results by file hash (JSON lines; one file per shard)
     CORPUS_DIR/manifest.failed.jsonl       each file's reason, when a build found no usable document
 
@@ -30,6 +31,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -42,13 +44,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from climate_sft import UserError, sources
+from climate_sft import UserError, near_duplicates, sources
 from climate_sft.files import DamagedFile, file_sha256, read_mapping, write_atomic
 from climate_sft.sources import HubDataset
 
 SAMPLE_PDF_DIR = Path(__file__).parent / "sample_corpus" / "pdfs"
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("id", "source", "title", "pages", "characters", "warnings", "text")
+CHECKSUMS = "checksums.json"  # in each build folder: size and SHA-256 of its every other file
 
 
 class CorpusError(UserError):
@@ -61,7 +64,7 @@ class FileResult:
 
     source: str
     sha256: str
-    status: str  # "ok" | "skipped" | "duplicate"
+    status: str  # "ok" | "skipped" | "duplicate" | "near_duplicate"
     kind: str = "pdf"  # "pdf" | "text" | "jsonl" | "dataset" (sources.py)
     reason: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -77,6 +80,8 @@ class FileResult:
     rules: list[str] = field(default_factory=list)
     ocr_pages: list[int] = field(default_factory=list)
     back_matter_chars: int = 0
+    near_duplicate_of: str = ""  # the id of the document kept in its place
+    group: str = ""  # near-duplicate group: the id of its kept document (every member, kept or not)
 
 
 @dataclass
@@ -267,69 +272,109 @@ def mark_duplicates(results: list[FileResult]) -> None:
             seen[result.sha256] = seen[result.text_sha256] = result.source
 
 
+def mark_near_duplicates(found: list[tuple[FileResult, CachedText]], work_dir: Path, keep_all: bool) -> None:
+    """Group near-duplicate documents (`near_duplicates.find_groups`); each group keeps its longest member (the
+    most complete copy: a truncated PDF loses to the whole one) and the others become `near_duplicate`, unless
+    `keep_all`. Every member records its group, which the split keeps together."""
+    ok = [(result, text) for result, text in found if result.status == "ok"]
+    groups: dict[int, list[FileResult]] = {}
+    for index, group in near_duplicates.find_groups(lambda: (text.text() for _, text in ok), work_dir).items():
+        groups.setdefault(group, []).append(ok[index][0])
+    for members in groups.values():
+        kept = max(members, key=lambda r: r.characters)  # the first of equals: max keeps the earliest
+        for member in members:
+            member.group = kept.id
+            if member is not kept and not keep_all:
+                member.status, member.near_duplicate_of = "near_duplicate", kept.id
+                member.reason = (
+                    f"near-duplicate of {kept.source} (MinHash over {near_duplicates.SHINGLE_WORDS}-word shingles, "
+                    f"Jaccard similarity above about {near_duplicates.THRESHOLD}); kept with --keep-near-duplicates"
+                )
+
+
 # Tokens are estimated from characters (about 4 per token for English with the BPE tokenizers in use), so that a
 # corpus splits the same whatever model later trains on it and without loading a tokenizer.
 CHARS_PER_TOKEN = 4
 # Fewer held-out documents than this and a perplexity rests on whichever document the hash picked.
 MIN_HELD_OUT_DOCUMENTS = 2
+# From INTERVAL_CORPUS documents on, the test split holds at least MIN_TEST_DOCUMENTS: a bootstrap over 2
+# documents has 3 possible outcomes, over 5 it has 126.
+INTERVAL_CORPUS, MIN_TEST_DOCUMENTS = 20, 5
 STRATIFY_FIELDS = ("folder", "kind", "language")
 
 
 @dataclass(frozen=True)
 class SplitDocument:
-    """What the splitter needs of a document: its id, its estimated size in tokens, and its stratum."""
+    """What the splitter needs of a document: its id, its estimated size in tokens, its stratum, and its
+    near-duplicate group (the kept document's id; "" alone)."""
 
     id: str
     tokens: int
     stratum: str = ""
+    group: str = ""
 
 
 def estimate_tokens(characters: int) -> int:
     return -(-characters // CHARS_PER_TOKEN)
 
 
-def _hash_order(documents: list[SplitDocument], seed: int) -> list[SplitDocument]:
-    """A seeded order by hash of id: it does not depend on the input order, and a document added later does not
-    reshuffle the others. Strata take turns, so a held-out split drawn from the front mixes them."""
-    strata: dict[str, list[SplitDocument]] = {}
-    for document in sorted(documents, key=lambda d: hashlib.sha256(f"{seed}:{d.id}".encode()).hexdigest()):
-        strata.setdefault(document.stratum, []).append(document)
+def _hash_order(documents: list[SplitDocument], seed: int) -> list[list[SplitDocument]]:
+    """Near-duplicate groups (a lone document is a group of one) in a seeded order by hash of the group's id: it
+    does not depend on the input order, and a document added later does not reshuffle the others. Strata take
+    turns, so a held-out split drawn from the front mixes them."""
+    groups: dict[str, list[SplitDocument]] = {}
+    for document in documents:
+        groups.setdefault(document.group or document.id, []).append(document)
+    strata: dict[str, list[list[SplitDocument]]] = {}
+    for key in sorted(groups, key=lambda key: hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()):
+        strata.setdefault(groups[key][0].stratum, []).append(groups[key])
     queues = [strata[name] for name in sorted(strata)]
     return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+
+
+def held_out_minimums(documents: int) -> tuple[int, int, int]:
+    """(test, validation) documents wanted at least, and documents train keeps at least, for a corpus of
+    `documents`: train keeps half where the corpus allows minimums, else one each (three or more) or none."""
+    if documents >= INTERVAL_CORPUS:
+        return MIN_TEST_DOCUMENTS, MIN_HELD_OUT_DOCUMENTS, -(-documents // 2)
+    if documents >= 4 * MIN_HELD_OUT_DOCUMENTS:
+        return MIN_HELD_OUT_DOCUMENTS, MIN_HELD_OUT_DOCUMENTS, -(-documents // 2)
+    return (1, 1, 1) if documents >= 3 else (0, 0, documents)
 
 
 def split_documents(
     documents: list[SplitDocument], ratios: tuple[float, float, float], seed: int
 ) -> dict[str, list[str]]:
-    """Assign whole documents to train / validation / test, deterministically for a seed and a set of documents.
+    """Assign whole near-duplicate groups to train / validation / test, deterministically for a seed and a set of
+    documents, so that no group straddles two splits.
 
-    Test, then validation, take documents in `_hash_order` until each holds at least its share of the corpus's
-    tokens (`ratios`, normalised) and at least `MIN_HELD_OUT_DOCUMENTS` documents, as long as train keeps at
-    least half of the documents; a corpus too small for that gives each held-out split one document (three or
-    more documents) or none (fewer: everything trains).
+    Test, then validation, take groups in `_hash_order` until each holds at least its share of the corpus's
+    tokens (`ratios`, normalised) and at least its minimum of documents (`held_out_minimums`), as long as
+    train keeps its minimum; a group too big for the room left is passed over for the next.
     """
     order = _hash_order(documents, seed)
-    n = len(order)
-    total_tokens = sum(d.tokens for d in order)
+    n = len(documents)
+    total_tokens = sum(d.tokens for d in documents)
     shares = [r / sum(ratios) for r in ratios]
-    if n >= 4 * MIN_HELD_OUT_DOCUMENTS:
-        wanted_docs, train_keeps = MIN_HELD_OUT_DOCUMENTS, -(-n // 2)
-    else:
-        wanted_docs, train_keeps = (1, 1) if n >= 3 else (0, n)
+    wanted_test, wanted_validation, train_keeps = held_out_minimums(n)
     held_out: dict[str, list[SplitDocument]] = {}
-    for split, share in (("test", shares[2]), ("validation", shares[1])):
+    for split, share, wanted in (("test", shares[2], wanted_test), ("validation", shares[1], wanted_validation)):
         taken, tokens = [], 0
         room = n - train_keeps - sum(map(len, held_out.values()))
         if split == "test" and shares[1] > 0:
-            room -= wanted_docs  # leave validation its documents
-        while share > 0 and len(taken) < room:
-            if len(taken) >= wanted_docs and tokens * (1 + 1e-9) >= share * total_tokens:
+            room -= wanted_validation  # leave validation its documents
+        while share > 0:
+            if len(taken) >= wanted and tokens * (1 + 1e-9) >= share * total_tokens:
                 break
-            taken.append(order.pop(0))
-            tokens += taken[-1].tokens
+            group = next((g for g in order if len(taken) + len(g) <= room), None)
+            if group is None:
+                break
+            order.remove(group)
+            taken += group
+            tokens += sum(d.tokens for d in group)
         held_out[split] = taken
     return {
-        "train": [d.id for d in order],
+        "train": [d.id for group in order for d in group],
         "validation": [d.id for d in held_out["validation"]],
         "test": [d.id for d in held_out["test"]],
     }
@@ -416,23 +461,63 @@ def corpus_lock(corpus_dir: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def write_checksums(build: Path) -> None:
+    """Size and SHA-256 of every file of a build, so that a damaged or missing file is named when it is loaded."""
+    files = sorted(p for p in build.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+    sums = {str(p.relative_to(build)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files}
+    (build / CHECKSUMS).write_text(json.dumps(sums, indent=1) + "\n", encoding="utf-8")
+
+
+def verify_checksums(build: Path) -> None:
+    """CorpusError naming the first file of the build that is missing, of another size or other bytes. Sizes are
+    checked first (cheap), then the hashes. A build from before checksums were written passes."""
+    try:
+        sums = json.loads((build / CHECKSUMS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError):
+        raise CorpusError(f"{build / CHECKSUMS} is unreadable: the corpus is damaged; rebuild it") from None
+    for name, expected in sums.items():
+        path = build / name
+        if not path.is_file():
+            raise CorpusError(f"{path} is missing: the corpus is damaged; rebuild it")
+        if path.stat().st_size != expected["bytes"]:
+            raise CorpusError(
+                f"{path} has {path.stat().st_size} bytes, {expected['bytes']} when written: the corpus is damaged; "
+                "rebuild it"
+            )
+    for name, expected in sums.items():
+        if file_sha256(build / name) != expected["sha256"]:
+            raise CorpusError(f"{build / name} changed since it was written: the corpus is damaged; rebuild it")
+
+
 def write_corpus(corpus_dir: Path, splits: dict[str, list[dict]], manifest: str, stats: dict) -> Path:
-    """Write a build whole (dataset, manifest, stats) and switch CURRENT to it; clean what earlier builds left.
-    `splits` maps split names to document entries (see `_records`). The caller holds `corpus_lock`."""
+    """Write a build whole (dataset, manifest, stats, checksums) and switch CURRENT to it; clean what earlier
+    builds left. `splits` maps split names to document entries (see `_records`). The caller holds `corpus_lock`.
+    Ctrl-C before the switch removes the partial build: the corpus in use stays as it was."""
     from datasets import DatasetDict
 
     builds = corpus_dir / "builds"
     name = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]  # readable, and unique within a second
     tmp = builds / f".{name}.tmp"
-    tmp.mkdir(parents=True)
-    dataset_dict = DatasetDict({split: split_dataset(entries, tmp / "arrow") for split, entries in splits.items()})
-    # an empty split still needs its one (empty) Arrow file, or it will not load back
-    dataset_dict.save_to_disk(str(tmp / "dataset"), num_shards={s: 1 for s, d in dataset_dict.items() if not len(d)})
-    shutil.rmtree(tmp / "arrow", ignore_errors=True)
-    stats = {**corpus_stats(dataset_dict), **stats}
-    (tmp / "manifest.jsonl").write_text(manifest, encoding="utf-8")
-    (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, builds / name)
+    try:
+        tmp.mkdir(parents=True)
+        dataset_dict = DatasetDict({split: split_dataset(entries, tmp / "arrow") for split, entries in splits.items()})
+        # an empty split still needs its one (empty) Arrow file, or it will not load back
+        dataset_dict.save_to_disk(
+            str(tmp / "dataset"), num_shards={s: 1 for s, d in dataset_dict.items() if not len(d)}
+        )
+        shutil.rmtree(tmp / "arrow", ignore_errors=True)
+        stats = {**corpus_stats(dataset_dict), **stats}
+        (tmp / "manifest.jsonl").write_text(manifest, encoding="utf-8")
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+        write_checksums(tmp)
+        os.replace(tmp, builds / name)
+    except KeyboardInterrupt:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CorpusError(
+            f"interrupted while writing the new build; the corpus in use in {corpus_dir} was not changed"
+        ) from None
     write_atomic(corpus_dir / "CURRENT", name + "\n")  # the switch: readers now see the new build
     for old in builds.iterdir():
         if old.name != name:
@@ -453,6 +538,7 @@ def build_corpus(
     keep_back_matter: bool = False,
     languages: list[str] | None = None,
     stratify: str | None = None,
+    keep_near_duplicates: bool = False,
 ) -> tuple[dict, list[FileResult]]:
     """Extract, deduplicate, split and save. Returns (stats, per-input results); with `shard`, extract only.
 
@@ -460,12 +546,15 @@ def build_corpus(
     with Tesseract. `keep_back_matter`: keep reference lists and licence boilerplate. `languages`: keep only
     documents detected in these ISO 639-1 languages. `ratios` are each split's share of the estimated tokens
     and `stratify` a manifest field (`STRATIFY_FIELDS`) whose values take turns in the held-out splits
-    (`split_documents`).
+    (`split_documents`). Near-duplicates (`near_duplicates.py`) are dropped but for one of each group, or all kept
+    with `keep_near_duplicates`; a group always lands in one split.
     """
     from datasets import disable_progress_bars
 
     disable_progress_bars()  # the extraction bar and the summary say all there is to say
 
+    if not str(output_dir).strip():
+        raise CorpusError("--output is empty: give the corpus folder, e.g. --output data/corpus")
     output_dir = Path(output_dir)
     if stratify and stratify not in STRATIFY_FIELDS:
         raise CorpusError(f"--stratify {stratify}: give one of {', '.join(STRATIFY_FIELDS)} (a manifest field)")
@@ -498,7 +587,7 @@ def build_corpus(
         found = extract_folder(source, output_dir / "cache", workers, shard, ocr, keep_back_matter)
         return {}, [result for result, _ in found]
     spool = output_dir / ".inputs.tmp.jsonl"
-    with corpus_lock(output_dir), contextlib.ExitStack() as cleanup:
+    with corpus_lock(output_dir), contextlib.ExitStack() as cleanup, _interrupt_leaves_corpus(output_dir):
         cleanup.callback(spool.unlink, missing_ok=True)
         pdf_options = dict(ocr=ocr, keep_back_matter=keep_back_matter)
         found = read_inputs(source, output_dir / "cache", spool, workers, text_field, **pdf_options)
@@ -506,6 +595,10 @@ def build_corpus(
         if languages:
             keep_languages(results, languages)
         mark_duplicates(results)
+        work_dir = output_dir / ".near_duplicates.tmp"
+        shutil.rmtree(work_dir, ignore_errors=True)  # an interrupted build's: datatrove would skip its finished tasks
+        cleanup.callback(shutil.rmtree, work_dir, ignore_errors=True)
+        mark_near_duplicates(found, work_dir, keep_near_duplicates)
         manifest = "".join(json.dumps(asdict(r)) + "\n" for r in results)
         documents = {
             r.id: {**{c: getattr(r, c) for c in COLUMNS if c != "text"}, "cache": [str(text.path), text.offset]}
@@ -521,16 +614,26 @@ def build_corpus(
             )
         root = source if isinstance(source, Path) and source.is_dir() else None
         to_split = [
-            SplitDocument(r.id, estimate_tokens(r.characters), document_stratum(r, stratify, root))
+            SplitDocument(r.id, estimate_tokens(r.characters), document_stratum(r, stratify, root), r.group)
             for r in results
             if r.status == "ok"
         ]
         assignment = split_documents(to_split, ratios, seed)
-        files = {status: sum(r.status == status for r in results) for status in ("ok", "skipped", "duplicate")}
+        statuses = ("ok", "skipped", "duplicate", "near_duplicate")
+        files = {status: sum(r.status == status for r in results) for status in statuses}
+        groups = {r.group for r in results if r.group}
         back_matter = sum(r.back_matter_chars for r in results if r.status == "ok")
         extra = {
             "files": files,
             "back_matter_chars_dropped": back_matter,
+            "near_duplicates": {
+                "groups": len(groups),
+                "dropped": files["near_duplicate"],
+                "kept_all": keep_near_duplicates,
+                "shingle_words": near_duplicates.SHINGLE_WORDS,
+                "bands_x_rows": f"{near_duplicates.BANDS} x {near_duplicates.ROWS}",
+                "jaccard_threshold": near_duplicates.THRESHOLD,
+            },
             "seed": seed,
             "ratios": list(ratios),
             "stratify": stratify,
@@ -539,6 +642,15 @@ def build_corpus(
         splits = {split: [documents[i] for i in sorted(ids)] for split, ids in assignment.items()}
         build = write_corpus(output_dir, splits, manifest, extra)
     return json.loads((build / "stats.json").read_text()), results
+
+
+@contextlib.contextmanager
+def _interrupt_leaves_corpus(output_dir: Path):
+    """Ctrl-C before the new build is written: one line saying that the corpus in use was not changed."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise CorpusError(f"interrupted before the new build was written; {output_dir} was not changed") from None
 
 
 def current_build(corpus_dir: str | Path) -> Path:
@@ -560,6 +672,7 @@ def check_corpus(corpus_dir: str | Path) -> dict[str, int]:
     """Documents per split of a saved corpus, from its index and stats alone; CorpusError naming the folder when
     it is missing or damaged."""
     build = current_build(corpus_dir)
+    verify_checksums(build)
     try:
         splits = json.loads((build / "dataset" / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
         stats = json.loads((build / "stats.json").read_text(encoding="utf-8"))
@@ -599,6 +712,20 @@ def split_record(corpus_dir: str | Path, corpus) -> dict:
     }
 
 
+def _documents_by_hash(corpus_dir: str | Path) -> dict[str, dict]:
+    found = {}
+    for ds in load_corpus(corpus_dir).values():
+        for row in ds:
+            found.setdefault(text_sha256(row["text"]), row)
+    return found
+
+
+def trained_documents(record: dict) -> list[dict]:
+    """The run's training documents that its corpus still holds (found by content hash)."""
+    found = _documents_by_hash(record["corpus_dir"])
+    return [found[d["sha256"]] for d in record["splits"]["train"] if d["sha256"] in found]
+
+
 def read_run_record(run_dir: str | Path) -> dict:
     """A run's data.json (`split_record`), whole, or one line naming it as damaged."""
     fix = "it names the documents the run held out: rerun the same `climate-sft train` command, which rewrites it"
@@ -621,11 +748,7 @@ def held_out_documents(record: dict, split: str) -> tuple[list[dict], str | None
     overlap = [d["id"] for d in wanted if d["sha256"] in trained]
     if overlap:
         raise CorpusError(f"the run trained on {len(overlap)} of its {split} document(s) (e.g. {overlap[0]}): refusing")
-    corpus = load_corpus(record["corpus_dir"])
-    found = {}
-    for ds in corpus.values():
-        for row in ds:
-            found.setdefault(text_sha256(row["text"]), row)
+    found = _documents_by_hash(record["corpus_dir"])
     missing = [d["id"] for d in wanted if d["sha256"] not in found]
     if missing:
         raise CorpusError(
@@ -664,7 +787,8 @@ def summary(stats: dict, results: list[FileResult], output_dir: Path) -> str:
     inputs = "PDF(s)" if all(r.kind == "pdf" for r in results) else "input(s)"
     head = (
         f"{len(results)} {inputs}: {stats['files']['ok']} documents, {stats['files']['skipped']} skipped, "
-        f"{stats['files']['duplicate']} duplicate ({len(results) - cached} extracted, {cached} from cache)"
+        f"{stats['files']['duplicate']} duplicate, {stats['files']['near_duplicate']} near-duplicate "
+        f"({len(results) - cached} extracted, {cached} from cache)"
     )
     table = [f"  {'split':10s} {'docs':>5s} {'pages':>6s} {'chars':>9s} {'words':>8s} {'~tokens':>8s}"] + [
         f"  {s:10s} {stats[s]['documents']:5d} {stats[s]['pages']:6d} {stats[s]['characters']:9d} "
@@ -683,11 +807,17 @@ def summary(stats: dict, results: list[FileResult], output_dir: Path) -> str:
 
 
 def small_test_split_note(documents: int, tokens: int | str) -> str | None:
-    """One line when a test split of `documents` is too small for a perplexity with an interval, else None."""
-    if 0 < documents < MIN_HELD_OUT_DOCUMENTS:
+    """One line saying what a test split of fewer than `MIN_TEST_DOCUMENTS` documents can support, else None."""
+    if not 0 < documents < MIN_TEST_DOCUMENTS:
+        return None
+    more = f"a corpus of {INTERVAL_CORPUS} or more documents gives at least {MIN_TEST_DOCUMENTS} test documents"
+    if documents == 1:
         return (
-            f"the test split has {documents} document ({tokens} tokens): too few for a perplexity with a "
-            f"confidence interval; at least {4 * MIN_HELD_OUT_DOCUMENTS} documents give {MIN_HELD_OUT_DOCUMENTS} "
-            "test documents"
+            f"the test split has 1 document ({tokens} tokens): too few for a perplexity with a confidence "
+            f"interval; {more}"
         )
-    return None
+    outcomes = math.comb(2 * documents - 1, documents)  # distinct bootstrap resamples of `documents` documents
+    return (
+        f"the test split has {documents} documents ({tokens} tokens): its 95 % interval rests on {outcomes} "
+        f"possible resamples, a rough guide only; {more}"
+    )

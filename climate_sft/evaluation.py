@@ -24,10 +24,11 @@ from peft import PeftModel
 
 from climate_sft.confidence import perplexity_intervals, with_interval
 from climate_sft.config import load_recipe
-from climate_sft.corpus import CorpusError, held_out_documents, read_run_record
+from climate_sft.corpus import CorpusError, held_out_documents, read_run_record, trained_documents
 from climate_sft.files import check_adapter, file_sha256, write_atomic
 from climate_sft.general_text import SOURCE, reference_topics
 from climate_sft.modeling import load_model, load_tokenizer
+from climate_sft.near_duplicates import SHINGLE_WORDS, THRESHOLD, leaks_into_training
 from climate_sft.sources import Text, read_text_file, text_files
 from climate_sft.task_accuracy import (
     ACCURACY_DROP_THRESHOLD,
@@ -112,7 +113,11 @@ def evaluate_run(
     general = general_texts(general_text) if general_text else reference_topics()
     recipe = load_recipe(run_dir / "recipe.yaml")
     split = recipe.data.test_split
-    documents, note = held_out_documents(read_run_record(run_dir), split)
+    record = read_run_record(run_dir)
+    documents, note = held_out_documents(record, split)
+    leaks = leaks_into_training(documents, trained_documents(record))  # a corpus built without near-duplicate groups
+    for leak in leaks:
+        logger.warning("test document %s has a near-duplicate in training: %s", leak["test_id"], leak["train_id"])
     if not documents:
         raise CorpusError(f"{run_dir}: the run's {split} split holds no document; rebuild the corpus with more PDFs")
     if note:
@@ -164,6 +169,7 @@ def evaluate_run(
         "relative_change": (tuned["perplexity"] - base["perplexity"]) / base["perplexity"],
         "relative_change_interval": test["relative_change"]["interval"],
         "bootstrap": {k: test[k] for k in ("resamples", "seed", "level")} | {"over": "documents, paired"},
+        "near_duplicates_in_train": {"jaccard_threshold": THRESHOLD, "shingle_words": SHINGLE_WORDS, "pairs": leaks},
         "per_document": [
             {
                 "id": d["id"],

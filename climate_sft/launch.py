@@ -104,7 +104,14 @@ def launch(module: str, argv: list[str], env: dict[str, str] | None = None) -> i
     config, num_processes, rest = take_launch_flags(argv)
     command = launch_command(module, rest, config, num_processes, visible_gpus())
     print("launching: " + " ".join(command[1:]), file=sys.stderr, flush=True)
-    return subprocess.run(command, env=env).returncode
+    # In a process group of its own, so that Ctrl-C reaches the trainers once, from here, and they end their own way
+    # (one line, status 130) instead of being torn down mid-cleanup with the launcher.
+    child = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        os.killpg(child.pid, signal.SIGINT)
+        return child.wait()
 
 
 def _accelerate_launch(argv: list[str]) -> int:
@@ -126,6 +133,9 @@ def _accelerate_launch(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     die_with_parent()
+    # Ctrl-C is for the trainers this launcher waits on: it returns their status and says nothing itself. (A Python
+    # handler, not SIG_IGN, which the trainers would inherit.)
+    signal.signal(signal.SIGINT, lambda *_: None)
     with error_boundary("climate-sft launch"):
         code = _accelerate_launch(sys.argv[1:])
     sys.exit(code)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,10 @@ from climate_sft import UserError
 
 TEXT_SUFFIXES = (".txt", ".md")
 TITLE_CHARS = 200
+# Prose holds no control characters but line breaks and tabs; a text with more than this share of others (NUL
+# bytes, a binary file renamed .txt) is not a document.
+MAX_CONTROL_CHARACTERS = 0.001
+CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")  # Unicode's Cc less \t \n \f \r
 
 
 class SourceError(UserError):
@@ -62,6 +67,14 @@ def title_of(text: str, fallback: str) -> str:
     return fallback
 
 
+def not_prose(text: str) -> str:
+    """Why `text` is not a document (too many control characters), or "" when it reads as text."""
+    controls = len(CONTROL_CHARACTER.findall(text))
+    if controls > MAX_CONTROL_CHARACTERS * len(text):
+        return f"not prose: {controls} of {len(text)} characters are control characters (e.g. NUL bytes)"
+    return ""
+
+
 def _record(source: str, kind: str, value, title=None) -> Text:
     """A record's text field as a Text: taken as written, surrounding whitespace removed."""
     if not isinstance(value, str):
@@ -69,6 +82,8 @@ def _record(source: str, kind: str, value, title=None) -> Text:
     text = value.strip()
     if not text:
         return Text(source, kind, _sha256(source.encode()), reason="the text field is empty")
+    if reason := not_prose(text):
+        return Text(source, kind, _sha256(text.encode()), reason=reason)
     fallback = title if isinstance(title, str) and title.strip() else None
     return Text(source, kind, _sha256(text.encode()), text, fallback or title_of(text, source))
 
@@ -87,15 +102,24 @@ def read_text_file(path: Path) -> Text:
         return Text(str(path), "text", sha, reason=f"not UTF-8 text (byte {error.start}): convert it to UTF-8")
     if not text:
         return Text(str(path), "text", sha, reason="the file holds no text")
+    if reason := not_prose(text):
+        return Text(str(path), "text", sha, reason=reason)
     return Text(str(path), "text", sha, text, title_of(text, path.stem))
 
 
 def read_jsonl(path: Path, text_field: str) -> Iterator[Text]:
-    """One document per line, its text in `text_field` (a `title` field is used where there is one)."""
+    """One document per line, its text in `text_field` (a `title` field is used where there is one). A byte-order
+    mark is not part of the first record; a line that is not UTF-8 is skipped with that reason."""
     found = False
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
             source = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                reason = f"not UTF-8 (byte {error.start}): convert the file to UTF-8"
+                yield Text(source, "jsonl", _sha256(source.encode()), reason=reason)
+                continue
             if not line.strip():
                 continue
             try:

@@ -22,7 +22,7 @@ import transformers
 import yaml
 from accelerate import PartialState
 
-from climate_sft import error_boundary, take_debug_flag
+from climate_sft import error_boundary
 from climate_sft.config import (
     RecipeError,
     RecipeParser,
@@ -287,7 +287,6 @@ def main(argv: list[str] | None = None) -> None:
         help="start output_dir afresh: no resume, and the earlier run's results there are removed (without it, a "
         "folder holding a run of another corpus or model-shaping recipe is refused)",
     )
-    argv = take_debug_flag(list(sys.argv[1:] if argv is None else argv))
     if already_launched():
         die_with_parent()  # a killed `climate-sft train` takes this process with it
     with error_boundary("climate-sft train"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import yaml
@@ -11,6 +12,23 @@ PROSE = (
     "since the nineteen seventies. Warmer water expands, and this thermal expansion raises sea level "
     "even before any ice melts on land. "
 )
+
+
+# Words a document's own prose draws from: documents of a test corpus must not be near-duplicates of each other
+# (the corpus keeps one of a group), so each varies PROSE in its own seeded way.
+CLIMATE_WORDS = (  # noqa: SIM905 (a word list reads better as words)
+    "aerosol albedo aquifer basin biomass carbon cloud coastal delta drought estuary flood forest glacier harvest "
+    "heatwave humidity ice jet lake mangrove methane monsoon nitrogen ozone peat permafrost plankton rainfall reef "
+    "river runoff salinity savanna sediment snowpack soil storm sulphate tide tundra upwelling vapour wetland wind"
+).split()
+
+
+def distinct_prose(key: str, repeats: int = 1) -> str:
+    """PROSE `repeats` times with every third word replaced by one drawn for `key`: English of its own, sharing
+    almost no five-word run with another key's."""
+    rng = random.Random(key)
+    words = (PROSE * repeats).split()
+    return " ".join(rng.choice(CLIMATE_WORDS) if i % 3 == 2 else word for i, word in enumerate(words))
 
 
 def write_pdf(path: Path, pages: list[list[str]], title: str = "", **save_kwargs) -> Path:
@@ -29,9 +47,13 @@ def write_pdf(path: Path, pages: list[list[str]], title: str = "", **save_kwargs
     return path
 
 
-def prose_pages(n_pages: int, header: str = "Climate Primer Series", words_per_line: int = 12) -> list[list[str]]:
-    """Pages of prose with a running header and a page-number footer, like a real report."""
-    words = (PROSE * 6).split()
+DEFAULT_HEADER = "Climate Primer Series"
+
+
+def prose_pages(n_pages: int, header: str = DEFAULT_HEADER, words_per_line: int = 12) -> list[list[str]]:
+    """Pages of prose with a running header and a page-number footer, like a real report. The default header's
+    prose is PROSE itself; another header's is its own (`distinct_prose`), so documents differ by header."""
+    words = (PROSE * 6 if header == DEFAULT_HEADER else distinct_prose(header, 6)).split()
     lines = [" ".join(words[i : i + words_per_line]) for i in range(0, len(words), words_per_line)]
     return [[header, "", *lines, "", str(p + 1)] for p in range(n_pages)]
 

@@ -73,6 +73,45 @@ CASES = [
         "--split abc: give three",
         ["{corpus}"],
     ),
+    *[
+        (
+            f"extract --split {value}",
+            ["extract", "{pdfs}", "--output", "{corpus}", "--split", value],
+            None,
+            f"--split {value}: give three non-negative ratios",
+            ["{corpus}"],
+        )
+        for value in ("nan,0.05,0.05", "inf,0.05,0.05", "0.9,-inf,0.1", "0,0,0")
+    ],
+    (
+        "extract --output ''",
+        ["extract", "{pdfs}", "--output", ""],
+        None,
+        "--output: must name a folder, not be empty",
+        ["{corpus}"],
+    ),
+    (
+        "extract --seed -1",
+        ["extract", "{pdfs}", "--output", "{corpus}", "--seed", "-1"],
+        None,
+        "--seed: must be at least 0, got -1",
+        ["{corpus}"],
+    ),
+    *[
+        (
+            f"train on a corpus with {damage}",
+            ["train", "--config", "{recipe}", "--corpus_dir", "{tmp}/broken", "--dry-run"],
+            lambda t, tmp, damage=damage: _broken_corpus(t, tmp, damage),
+            named,
+            ["{run}"],
+        )
+        for damage, named in (
+            ("a deleted split folder", "dataset/test"),
+            ("a truncated Arrow file", "has 64 bytes"),
+            ("a zeroed Arrow file", "changed since it was written: the corpus is damaged"),
+            ("a garbage dataset_info.json", "dataset_info.json has"),
+        )
+    ],
     (
         "extract --workers 0",
         ["extract", "{pdfs}", "--output", "{corpus}", "--workers", "0"],
@@ -259,10 +298,19 @@ def _broken_corpus(trained, tmp, what: str) -> dict:
     broken = tmp / "broken"
     shutil.copytree(trained["corpus"], broken)
     build = current_build(broken)
+    arrow = next((build / "dataset" / "train").glob("data-*.arrow"))  # not a cache file datasets wrote beside it
     if what == "dataset":
         shutil.rmtree(build / "dataset")
-    else:
+    elif what == "index":
         (build / "dataset" / "dataset_dict.json").write_text('{"splits": ["tr')
+    elif what == "a deleted split folder":
+        shutil.rmtree(build / "dataset" / "test")
+    elif what == "a truncated Arrow file":
+        arrow.write_bytes(arrow.read_bytes()[:64])
+    elif what == "a zeroed Arrow file":
+        arrow.write_bytes(bytes(arrow.stat().st_size))
+    else:
+        (build / "dataset" / "train" / "dataset_info.json").write_text("garbage")
     return {}
 
 

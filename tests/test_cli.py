@@ -46,7 +46,7 @@ def test_extract_prints_the_summary(pdf_dir, tmp_path):
         (("extract", "--split", "0.9,0.1", "--output", "{tmp}/c"), "--split 0.9,0.1: give three"),
         (("train", "--config", "{tmp}/missing.yaml"), "missing.yaml: no such recipe file"),
         (("train", "--config", "{tmp}"), "is a folder"),
-        (("extract", "--workers", "0", "--output", "{tmp}/c"), "--workers 0: give at least 1"),
+        (("extract", "--workers", "0", "--output", "{tmp}/c"), "argument --workers: must be at least 1, got 0"),
         (("extract", "--split", "abc", "--output", "{tmp}/c"), "--split abc: give three"),
         (("extract", "--shard", "2/2", "--output", "{tmp}/c"), "--shard 2/2: give I/N with 0 <= I < N"),
         (("extract", "--shard", "one", "--output", "{tmp}/c"), "--shard one: give I/N"),

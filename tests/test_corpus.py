@@ -21,6 +21,7 @@ from climate_sft.corpus import (
     small_test_split_note,
     split_documents,
     summary,
+    write_checksums,
 )
 from climate_sft.pdf_text import CLEANER_VERSION
 
@@ -62,7 +63,7 @@ def test_split_is_deterministic_whatever_the_input_order():
     first = split_documents(documents, (0.8, 0.1, 0.1), seed=7)
     assert split_documents(list(reversed(documents)), (0.8, 0.1, 0.1), seed=7) == first
     assert split_documents(documents, (0.8, 0.1, 0.1), seed=8) != first
-    assert [len(first[s]) for s in ("train", "validation", "test")] == [32, 4, 4]
+    assert [len(first[s]) for s in ("train", "validation", "test")] == [31, 4, 5]  # 20+ documents: 5 to test
 
 
 def test_stratified_held_out_splits_mix_the_kinds():
@@ -84,7 +85,39 @@ def test_stratified_held_out_splits_mix_the_kinds():
 def test_a_test_split_too_small_for_an_interval_says_so_in_one_line():
     line = small_test_split_note(1, "~900")
     assert "1 document (~900 tokens)" in line and "too few" in line and "\n" not in line
-    assert small_test_split_note(2, 1800) is None and small_test_split_note(0, 0) is None
+    line = small_test_split_note(2, 1800)
+    assert "rests on 3 possible resamples" in line and "20 or more documents" in line and "\n" not in line
+    assert small_test_split_note(5, 1800) is None and small_test_split_note(0, 0) is None
+
+
+@pytest.mark.parametrize("n", [20, 21, 30, 57, 200])
+def test_twenty_documents_or_more_give_five_test_documents(n):
+    # documents of one size: a 5 % token share alone is met by one or two of them
+    documents = [SplitDocument(f"doc{i:03d}", 1000) for i in range(n)]
+    for seed in range(5):
+        splits = split_documents(documents, (0.9, 0.05, 0.05), seed)
+        assert len(splits["test"]) >= 5 and len(splits["validation"]) >= 2 and len(splits["train"]) >= n / 2
+    nineteen = split_documents(documents[:19], (0.9, 0.05, 0.05), seed=0)
+    assert len(nineteen["test"]) == 2  # control: below 20 documents the old minimum holds
+
+
+def test_a_near_duplicate_group_never_straddles_the_split_and_the_rest_still_spread():
+    # 30 documents, 5 groups of 3 near-duplicates and 15 alone
+    documents = [SplitDocument(f"doc{i:03d}", 100 + 37 * i, group=f"g{i // 3}" if i < 15 else "") for i in range(30)]
+    group_of = {d.id: d.group for d in documents if d.group}
+    straddled_without_groups = 0
+    for seed in range(30):
+        splits = split_documents(documents, (0.6, 0.2, 0.2), seed)
+        where = {i: split for split, ids in splits.items() for i in ids}
+        for group in set(group_of.values()):
+            assert len({where[i] for i, g in group_of.items() if g == group}) == 1, (seed, group)
+        assert all(len(ids) >= 2 for ids in splits.values())  # the rest still spread over all three
+        plain = split_documents([SplitDocument(d.id, d.tokens) for d in documents], (0.6, 0.2, 0.2), seed)
+        where = {i: split for split, ids in plain.items() for i in ids}
+        straddled_without_groups += any(
+            len({where[i] for i, g in group_of.items() if g == group}) > 1 for group in set(group_of.values())
+        )
+    assert straddled_without_groups > 0  # control: without groups the same documents do straddle
 
 
 def test_build_saves_a_datasetdict_and_stats(pdf_dir, tmp_path):
@@ -145,6 +178,29 @@ def test_duplicates_are_kept_once(pdf_dir, tmp_path):
     assert stats["total"]["documents"] == 3 and stats["files"]["duplicate"] == 1
     duplicate = next(r for r in results if r.status == "duplicate")
     assert "doc0.pdf" in duplicate.reason
+
+
+def test_a_truncated_pdf_beside_the_whole_one_is_a_near_duplicate(pdf_dir, tmp_path):
+    whole = write_pdf(pdf_dir / "report.pdf", [["Coastal flooding report"], *prose_pages(4, header="Coast")])
+    data = whole.read_bytes()
+    (pdf_dir / "report_cut.pdf").write_bytes(data[: int(len(data) * 0.6)])  # a download cut short
+    out = tmp_path / "corpus"
+    stats, results = build_corpus(pdf_dir, out, workers=1)
+    by_name = {Path(r.source).name: r for r in results}
+    kept, cut = by_name["report.pdf"], by_name["report_cut.pdf"]
+    assert kept.status == "ok" and cut.status == "near_duplicate" and cut.near_duplicate_of == kept.id
+    assert "near-duplicate of" in cut.reason and "report.pdf" in cut.reason and kept.group == cut.group == kept.id
+    assert stats["files"]["near_duplicate"] == 1 and stats["near_duplicates"]["groups"] == 1
+    assert stats["total"]["documents"] == 4  # doc0-2 and the whole report: the other reports are no group
+    assert all(by_name[f"doc{i}.pdf"].group == "" for i in (0, 1))
+    manifest = {Path(m["source"]).name: m for m in corpus_manifest(out)}
+    assert manifest["report_cut.pdf"]["near_duplicate_of"] == kept.id
+    stats, results = build_corpus(pdf_dir, out, workers=1, keep_near_duplicates=True)
+    assert stats["total"]["documents"] == 5 and stats["files"]["near_duplicate"] == 0
+    corpus = load_corpus(out)
+    where = {i: split for split in corpus for i in corpus[split]["id"]}
+    ids = {Path(r.source).name: r.id for r in results}
+    assert where[ids["report.pdf"]] == where[ids["report_cut.pdf"]]  # kept together, in one split
 
 
 def test_bad_files_are_skipped_with_a_reason_in_the_manifest(pdf_dir, tmp_path):
@@ -241,6 +297,9 @@ def test_the_consistency_check_catches_a_mixed_corpus(pdf_dir, tmp_path):
         "".join(json.dumps(m) + "\n" for m in [*corpus_manifest(out), {"id": "gone", "status": "ok"}])
     )
     assert not first.exists()  # the old build was cleaned away
+    with pytest.raises(CorpusError, match="manifest.jsonl has .* the corpus is damaged"):
+        load_corpus(out)  # the build's checksums catch the mixed manifest first
+    write_checksums(current_build(out))  # as if the mix had been written with them
     with pytest.raises(AssertionError, match="disagree"):
         assert_consistent(out)
 
@@ -285,7 +344,7 @@ def test_a_corpus_of_one_or_two_documents_builds(tmp_path, documents):
     root = tmp_path / "pdfs"
     root.mkdir()
     for i in range(documents):
-        write_pdf(root / f"d{i}.pdf", [[f"Report {i} on snow"], *prose_pages(1)])
+        write_pdf(root / f"d{i}.pdf", [[f"Report {i} on snow"], *prose_pages(1, header=f"Snow {i}")])
     stats, _ = build_corpus(root, tmp_path / "corpus", workers=1)
     assert stats["train"]["documents"] >= 1 and stats["total"]["documents"] == documents
     assert stats["validation"]["documents"] == 0
@@ -297,7 +356,7 @@ def test_ctrl_c_keeps_the_corpus_and_says_how_far_it_got(pdf_dir, tmp_path, monk
     build_corpus(pdf_dir, out, workers=1)
     before = current_build(out)
     for i in range(3):
-        write_pdf(pdf_dir / f"more{i}.pdf", [[f"More on ice {i}"], *prose_pages(1)])
+        write_pdf(pdf_dir / f"more{i}.pdf", [[f"More on ice {i}"], *prose_pages(1, header=f"More {i}")])
     import climate_sft.corpus as corpus
 
     real, calls = corpus.extract_file, []
@@ -318,6 +377,53 @@ def test_ctrl_c_keeps_the_corpus_and_says_how_far_it_got(pdf_dir, tmp_path, monk
     assert sum(not r.from_cache for r in results) == 2  # the one done before Ctrl-C came from the cache
 
 
+def test_ctrl_c_while_writing_leaves_the_old_corpus(pdf_dir, tmp_path, monkeypatch):
+    out = tmp_path / "corpus"
+    build_corpus(pdf_dir, out, workers=1)
+    before = (current_build(out), assert_consistent(out))
+    write_pdf(pdf_dir / "new.pdf", [["A new report on glaciers"], *prose_pages(2, header="Glaciers")])
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("datasets.DatasetDict.save_to_disk", interrupted)
+    with pytest.raises(CorpusError, match="interrupted while writing the new build; the corpus in use") as info:
+        build_corpus(pdf_dir, out, workers=1)
+    assert "\n" not in str(info.value)
+    assert (current_build(out), assert_consistent(out)) == before
+    assert [p.name for p in (out / "builds").iterdir()] == [before[0].name]  # no half-written build left
+    monkeypatch.undo()
+    assert build_corpus(pdf_dir, out, workers=1)[0]["total"]["documents"] == 4
+
+
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        ("delete split folder", "dataset/test"),
+        ("truncate arrow", ".arrow"),
+        ("zero arrow", ".arrow"),
+        ("garbage dataset_info", "dataset_info.json"),
+    ],
+)
+def test_a_damaged_build_is_named_when_loaded(pdf_dir, tmp_path, damage, named):
+    out = tmp_path / "corpus"
+    build_corpus(pdf_dir, out, workers=1)
+    load_corpus(out)  # control: the whole build loads
+    build = current_build(out)
+    arrow = next((build / "dataset" / "train").glob("data-*.arrow"))  # not a cache file datasets wrote beside it
+    if damage == "delete split folder":
+        shutil.rmtree(build / "dataset" / "test")
+    elif damage == "truncate arrow":
+        arrow.write_bytes(arrow.read_bytes()[:100])
+    elif damage == "zero arrow":
+        arrow.write_bytes(bytes(arrow.stat().st_size))  # same size: only the checksum can tell
+    else:
+        (build / "dataset" / "train" / "dataset_info.json").write_text("{garbage")
+    with pytest.raises(CorpusError, match="the corpus is damaged; rebuild it") as info:
+        load_corpus(out)
+    assert named in str(info.value) and "\n" not in str(info.value)
+
+
 def test_output_that_is_a_file_or_cannot_be_made(pdf_dir, tmp_path):
     a_file = tmp_path / "corpus.txt"
     a_file.write_text("notes")
@@ -330,7 +436,7 @@ def test_output_that_is_a_file_or_cannot_be_made(pdf_dir, tmp_path):
 
 def test_two_shards_then_a_plain_run_builds_from_their_caches(pdf_dir, tmp_path, monkeypatch):
     for i in range(3):
-        write_pdf(pdf_dir / f"more{i}.pdf", [[f"More on ice {i}"], *prose_pages(1)])
+        write_pdf(pdf_dir / f"more{i}.pdf", [[f"More on ice {i}"], *prose_pages(1, header=f"More {i}")])
     out = tmp_path / "corpus"
     shares = [build_corpus(pdf_dir, out, workers=1, shard=(i, 2))[1] for i in (0, 1)]
     assert sorted(r.source for share in shares for r in share) == sorted(str(p) for p in pdf_dir.rglob("*.pdf"))

@@ -146,12 +146,14 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_kill_9_of_the_command_takes_the_launcher_and_the_trainer_with_it(tiny_recipe, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "Ctrl-C"])
+def test_a_killed_or_interrupted_command_takes_the_launcher_and_the_trainer_with_it(tiny_recipe, tmp_path, sig):
     recipe = tiny_recipe(max_steps=100000, save_strategy="no")
     parent = subprocess.Popen(
         [sys.executable, "-m", "climate_sft.cli", "train", "--config", str(recipe)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     log = tmp_path / "run" / "train.log"
     deadline = time.time() + 300
@@ -159,8 +161,12 @@ def test_kill_9_of_the_command_takes_the_launcher_and_the_trainer_with_it(tiny_r
         time.sleep(0.5)
     children = _children_of(parent.pid)
     assert len(children) >= 2, "the launcher and the trainer run under the command"
-    parent.send_signal(signal.SIGKILL)
-    parent.wait()
+    parent.send_signal(sig)  # as a terminal's Ctrl-C: to the command, whose children run in a group of their own
+    _, err = parent.communicate(timeout=120)
+    if sig == signal.SIGINT:  # the trainer ends its own way: one line, status 130, nothing from the launchers
+        lines = [line for line in err.splitlines() if line.startswith("climate-sft")]
+        assert parent.returncode == 130 and lines[-1:] == ["climate-sft train: interrupted"], err[-2000:]
+        assert "Traceback" not in err and sum("interrupted" in line for line in lines) == 1, err[-2000:]
     deadline = time.time() + 30
     while time.time() < deadline and any(map(_alive, children)):
         time.sleep(0.5)

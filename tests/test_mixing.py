@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import PROSE, recipe_maker
+from helpers import distinct_prose, recipe_maker
 
 from climate_sft import train
 from climate_sft.config import RecipeError, load_recipe, preflight
@@ -20,13 +20,16 @@ GENERAL = "The village market opens at dawn on {n} days, and the bakers sell bre
 def _corpus(tmp_path, name: str, texts: list[str], ratios=(0.6, 0.2, 0.2)):
     source = tmp_path / f"{name}.jsonl"
     source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    build_corpus(source, tmp_path / name, ratios=ratios)
+    # the general texts are one template with a number in it: near-duplicates of each other, kept all
+    build_corpus(source, tmp_path / name, ratios=ratios, keep_near_duplicates=True)
     return str(tmp_path / name)
 
 
 @pytest.fixture
 def climate(tmp_path):
-    return _corpus(tmp_path, "climate", [f"Report {i} on warming. " + PROSE * (1 + i % 3) for i in range(6)])
+    return _corpus(
+        tmp_path, "climate", [f"Report {i} on warming. " + distinct_prose(f"r{i}", 1 + i % 3) for i in range(6)]
+    )
 
 
 @pytest.fixture

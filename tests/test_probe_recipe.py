@@ -149,8 +149,8 @@ def test_every_numeric_key_on_the_command_line(base_recipe):
     [
         ("lora_r: 8\n".encode("latin-1") + "# caf\xe9\n".encode("latin-1"), "not UTF-8 text"),
         (b"\x00\x01\x02\xff" * 20, "not UTF-8 text"),
-        (b"[a, b]: 1\n", "is not a name"),
-        (b"? [a, b]\n: 1\n", "is not a name"),
+        (b"[a, b]: 1\n", "not a name"),
+        (b"? [a, b]\n: 1\n", "not a name"),
         (b"- just\n- a list\n", "a recipe is a YAML mapping"),
         (b"", "the recipe is empty"),
     ],
@@ -162,3 +162,41 @@ def test_recipe_files_that_are_not_recipes_are_one_line(tmp_path, content, fragm
     code, output = _probe(["--config", str(recipe)])
     assert code == 2 and fragment in output and "Traceback" not in output, output
     assert recipe.read_bytes() == content
+
+
+def _dry_run(argv: list[str]) -> tuple[int, str]:
+    """The real `climate-sft train --dry-run`, in-process: what the launched trainer checks, packs and counts."""
+    from climate_sft import train
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            train.main([*argv, "--dry-run"])
+        except SystemExit as stop:
+            code = stop.code or 0
+    return code, out.getvalue() + err.getvalue()
+
+
+def test_values_the_check_accepts_survive_the_dry_run(base_recipe):
+    """What the parse accepts must not fail later: every numeric key at 0, -1 and a huge value, and null for every
+    optional key, through the dry run itself (packing and token statistics with the tiny model)."""
+    recipe = base_recipe()
+    values = yaml.safe_load(recipe.read_text())
+    parser = RecipeParser()
+    numeric = [k for k in KEYS if parser._actions_by_key[k].type in (int, float)]
+    cases = [(["--config", str(recipe), f"--{k}", v], f"--{k} {v}") for k in numeric for v in ("0", "-1", "10000000")]
+    probe = recipe.with_name("null_probe.yaml")
+    for key in [k for k in KEYS if _optional(k) and k not in values]:
+        probe.write_text(yaml.safe_dump({**values, key: None}))
+        cases.append((["--config", str(probe)], f"{key}: null"))
+    outcomes = collections.Counter()
+    for argv, case in cases:
+        code, output = _probe(argv)
+        if code == 0:
+            code, output = _dry_run(argv)
+            _assert_clean(code, "\n".join(line for line in output.splitlines() if "error" in line), case)
+            assert "Traceback" not in output and code in (0, 2), f"{case}: {output[-1500:]}"
+        outcomes[code] += 1
+    assert outcomes[0] > 0 and outcomes[2] > 0
+    print(dict(outcomes))

@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from helpers import PROSE, prose_pages, recipe_maker, write_pdf
+from helpers import distinct_prose, prose_pages, recipe_maker, write_pdf
 
 from climate_sft import cli, evaluation, train
 from climate_sft.corpus import CorpusError, build_corpus, corpus_manifest, load_corpus, text_sha256
@@ -17,7 +17,9 @@ TOPICS = ("glaciers", "sea ice", "ocean heat", "permafrost", "monsoons", "coral 
 
 
 def _texts(n: int = 6) -> list[str]:
-    return [f"Notes on {topic}\n\n{PROSE * (1 + i % 3)}{topic} matter." for i, topic in enumerate(TOPICS[:n])]
+    return [
+        f"Notes on {topic}\n\n{distinct_prose(topic, 1 + i % 3)} {topic} matter." for i, topic in enumerate(TOPICS[:n])
+    ]
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def test_a_text_folder_becomes_a_corpus(text_dir, tmp_path):
     (text_dir / "figure.png").write_bytes(b"\x89PNG")  # not an input: ignored
     out = tmp_path / "corpus"
     stats, results = build_corpus(text_dir, out, ratios=(0.6, 0.2, 0.2))
-    assert stats["files"] == {"ok": 6, "skipped": 2, "duplicate": 1}
+    assert stats["files"] == {"ok": 6, "skipped": 2, "duplicate": 1, "near_duplicate": 0}
     assert all(stats[s]["documents"] for s in ("train", "validation", "test"))
     manifest = {m["source"].rsplit("/", 1)[-1]: m for m in corpus_manifest(out)}
     assert {m["kind"] for m in manifest.values()} == {"text"} and "figure.png" not in manifest
@@ -68,7 +70,7 @@ def test_a_jsonl_file_becomes_a_corpus(jsonl_file, tmp_path):
         f.write("{not json\n" + json.dumps({"body": ""}) + "\n" + json.dumps({"other": "x"}) + "\n")
     out = tmp_path / "corpus"
     stats, results = build_corpus(jsonl_file, out, text_field="body")
-    assert stats["files"] == {"ok": 6, "skipped": 3, "duplicate": 0}
+    assert stats["files"] == {"ok": 6, "skipped": 3, "duplicate": 0, "near_duplicate": 0}
     assert [r.reason for r in results if r.status == "skipped"] == [
         "not valid JSON",
         "the text field is empty",
@@ -78,6 +80,29 @@ def test_a_jsonl_file_becomes_a_corpus(jsonl_file, tmp_path):
     documents = _documents(out)
     assert sorted(d["title"] for d in documents.values()) == [f"Record {i}" for i in range(6)]
     assert sorted(d["text"] for d in documents.values()) == sorted(_texts())
+
+
+def test_text_that_is_not_prose_is_skipped_with_a_reason(text_dir, tmp_path):
+    (text_dir / "nul.txt").write_bytes(b"\x00" * 4096)
+    (text_dir / "binary.md").write_bytes(bytes(range(1, 32)) * 40 + b"a few words")  # valid UTF-8, not prose
+    (text_dir / "tabs.txt").write_text("Sea ice\tretreats\fin summer.\n" + _texts()[0])  # tabs and form feeds: prose
+    out = tmp_path / "corpus"
+    _, results = build_corpus(text_dir, out)
+    reasons = {r.source.rsplit("/", 1)[-1]: (r.status, r.reason) for r in results}
+    for name in ("nul.txt", "binary.md"):
+        status, reason = reasons[name]
+        assert status == "skipped" and reason.startswith("not prose:") and "control characters" in reason, name
+    assert reasons["tabs.txt"][0] == "ok"  # control
+    assert not any("\x00" in d["text"] for d in _documents(out).values())
+
+
+def test_a_bom_jsonl_keeps_its_first_record_and_bad_utf8_lines_are_skipped(jsonl_file, tmp_path):
+    lines = jsonl_file.read_bytes().splitlines(keepends=True)
+    jsonl_file.write_bytes(b"\xef\xbb\xbf" + lines[0] + b'{"body": "caf\xe9 au lait"}\n' + b"".join(lines[1:]))
+    _, results = build_corpus(jsonl_file, tmp_path / "corpus", text_field="body")
+    assert [r.status for r in results] == ["ok", "skipped", "ok", "ok", "ok", "ok", "ok"]
+    assert results[0].title == "Record 0"  # the BOM did not cost the first record
+    assert results[1].reason.startswith("not UTF-8 (byte ") and results[1].source == f"{jsonl_file}:2"
 
 
 def test_a_jsonl_without_the_text_field_names_the_fields(jsonl_file, tmp_path):
