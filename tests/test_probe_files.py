@@ -148,6 +148,8 @@ def test_report_refuses_perplexities_of_an_earlier_adapter(evaluated_run, tmp_pa
         (["eval", "{run}", "--stride", "-5"], "--stride: must be at least 1"),
         (["eval", "{run}", "--samples", "-2"], "--samples: must be at least 0"),
         (["eval", "{run}", "--forgetting-threshold", "inf"], "--forgetting-threshold: must be above 0"),
+        (["eval", "{run}", "--limit", "0"], "--limit: must be at least 1"),
+        (["eval", "{run}", "--tasks", " , "], "--tasks ' , ': name at least one task"),
         (["eval", ""], "run_dir: must not be empty"),
         (["merge", "{run}", "--output", ""], "--output: must name a folder"),
         (["merge", "{run}", "--output", "{file}"], "is a file"),
