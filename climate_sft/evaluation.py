@@ -110,6 +110,7 @@ def evaluate_run(
         raise CorpusError(f"--forgetting-threshold {forgetting_threshold}: give a fraction above 0, e.g. 0.05")
     if limit is not None and limit < 1:
         raise CorpusError(f"--limit {limit}: give a number of items per task of at least 1")
+    names = task_names(tasks)
     general = general_texts(general_text) if general_text else reference_topics()
     recipe = load_recipe(run_dir / "recipe.yaml")
     split = recipe.data.test_split
@@ -124,7 +125,6 @@ def evaluate_run(
         logger.warning("%s", note)
     texts = [d["text"] for d in documents]
     # tasks are checked before the model loads: a wrong name or a broken YAML fails in seconds
-    names = task_names(tasks)
     run_tasks = write_run_tasks(run_dir, texts, split)
     manager = task_manager([run_tasks, *([Path(tasks_dir)] if tasks_dir else [])], names)
     check_tasks(names, manager)
