@@ -80,7 +80,6 @@ def _adapter_taught(model_dir, items, answer_of):
     return model, tokenizer
 
 
-@pytest.mark.slow  # two adapters trained and four lm-eval passes: about 80 s on 2 busy cores
 def test_an_adapter_taught_the_answers_gains_accuracy_and_one_taught_wrong_answers_does_not(
     tiny_model_dir, tmp_path, monkeypatch
 ):
