@@ -138,7 +138,16 @@ def load_tokenizer(model_args):
         gguf = find_gguf(name)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name), revision=model_args.model_revision)
+        path = resolve_model_path(name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision)
+        except (OSError, ValueError) as error:
+            if not Path(path).is_dir():
+                raise
+            from climate_sft.files import damaged
+
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise damaged(Path(path), f"its tokenizer does not load: {first}", "copy the model folder again") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -297,7 +297,7 @@ def _one_line(text: str) -> str:
 def _cell(text: str) -> str:
     """Text from a document (a title, a passage) as one Markdown table cell or bold line: one line, no `|` or `*`
     that would end the cell or the emphasis early."""
-    return _one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+    return _one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("`", "\\`")
 
 
 def write_report(run_dir: str | Path) -> Path:
