@@ -79,13 +79,15 @@ class FrozenFp8Matmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, source, weight, weight_scale, scaling, out_dtype):
         xq, x_scale = _shared.get(source, scaling)
-        ctx.save_for_backward(weight, weight_scale)
+        # the frozen weight rides on ctx, not in save_for_backward: activation-offload hooks (TRL's) would copy it
+        # to the host every step (bitsandbytes keeps its 4-bit weights out of them the same way)
+        ctx.weight, ctx.weight_scale = weight, weight_scale
         ctx.scaling, ctx.in_dtype = scaling, x.dtype
         return scaled_mm(xq, weight.t(), x_scale, weight_scale.reshape(1, -1), out_dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        weight, weight_scale = ctx.saved_tensors
+        weight, weight_scale = ctx.weight, ctx.weight_scale
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
         # dX = dY @ (W * s_w): rowwise weight scales lie along the reduction, so they multiply dY before quantizing
