@@ -66,8 +66,13 @@ class _SharedInput:
         if self.source is not None and self.source() is x and self.version == x._version and self.key == scaling:
             return self.value
         self.value = _quantize(x.reshape(-1, x.shape[-1]), scaling)
-        self.source, self.version, self.key = weakref.ref(x), x._version, scaling
+        # dropped with its source: the last layer's quantized input must not outlive the step
+        self.source, self.version, self.key = weakref.ref(x, self._forget), x._version, scaling
         return self.value
+
+    def _forget(self, _ref) -> None:
+        if self.source is _ref:
+            self.source, self.value = None, None
 
 
 _shared = _SharedInput()

@@ -67,6 +67,8 @@ def test_shared_input_is_quantized_once(monkeypatch):
     x.add_(1.0)  # ... and so is the same tensor once changed in place
     changed = layers[0](x)
     assert len(calls) == 3 and not torch.equal(changed, outs[0])
+    del x
+    assert fp8._shared.value is None  # the cached quantization dies with its source
 
 
 def test_swaps_frozen_linears_but_not_the_head_or_adapters():
