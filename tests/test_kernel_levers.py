@@ -113,3 +113,14 @@ def test_nothing_tried_without_cuda_or_without_the_key(machine, caplog):
     with caplog.at_level(logging.WARNING):
         assert packing.activate_flash_attention("FA4") is None
     assert attention.tried == [] and "no CUDA" in caplog.text
+
+
+def test_the_report_says_when_fp8_was_used():
+    from climate_sft.report import techniques
+
+    stats = {"precision": "bf16", "packing_strategy": None, "attn_implementation": "varlen"}
+    levers = {"fp8_base_weights": {"scaling": "rowwise", "layers": 196, "gemm": "torch._scaled_mm (e4m3)"}}
+    used = techniques({"use_peft": True}, {**stats, "kernel_levers": {**levers, "fused_lora_layers": 112}})
+    assert any("fp8 (e4m3, rowwise) base weights in 196 layers" in t for t in used)
+    assert any("fused LoRA forward in 112 layers" in t for t in used)
+    assert not any("fp8" in t for t in techniques({"use_peft": True}, stats))  # control: a run without it
