@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pymupdf
 
-from climate_sft.corpus import SAMPLE_PDF_DIR, current_build, write_atomic
+from climate_sft.corpus import SAMPLE_PDF_DIR, current_build
+from climate_sft.files import write_atomic
 
 RESULTS = Path(__file__).parent / "results" / "extract_scale.json"
 

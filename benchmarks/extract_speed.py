@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pymupdf
 
-from climate_sft.corpus import SAMPLE_PDF_DIR, build_corpus, write_atomic
+from climate_sft.corpus import SAMPLE_PDF_DIR, build_corpus
+from climate_sft.files import write_atomic
 
 RESULTS = Path(__file__).parent / "results" / "extract.json"
 

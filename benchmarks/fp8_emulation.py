@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from climate_sft import train
-from climate_sft.corpus import SAMPLE_PDF_DIR, build_corpus, write_atomic
+from climate_sft.corpus import SAMPLE_PDF_DIR, build_corpus
+from climate_sft.files import write_atomic
 
 RECIPE = "recipes/smollm2_cpu.yaml"
 VARIANTS = {"float32": [], "fp8": ["--fp8_base_weights", "true"]}

@@ -363,7 +363,8 @@ def table(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from climate_sft.corpus import load_corpus, write_atomic
+    from climate_sft.corpus import load_corpus
+    from climate_sft.files import write_atomic
 
     record = {
         "command": " ".join(["python benchmarks/peer_unsloth.py", *(sys.argv[1:] if argv is None else argv)]),

@@ -41,7 +41,8 @@ from transformers import TrainerCallback
 from trl import SFTTrainer
 
 from climate_sft.config import ModelArguments, RecipeError, load_recipe
-from climate_sft.corpus import load_corpus, write_atomic
+from climate_sft.corpus import load_corpus
+from climate_sft.files import write_atomic
 from climate_sft.modeling import load_model, load_tokenizer, lora_config
 from climate_sft.run_stats import StepClock, reset_peak_memory, track_real_tokens
 from climate_sft.trainer import build_trainer

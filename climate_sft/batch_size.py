@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from accelerate import PartialState
 
-from climate_sft import exit_on_user_error
+from climate_sft import error_boundary, take_debug_flag
 from climate_sft.config import load_recipe, preflight
-from climate_sft.corpus import load_corpus, write_atomic
+from climate_sft.corpus import load_corpus
+from climate_sft.files import write_atomic
+from climate_sft.launch import already_launched, die_with_parent
 from climate_sft.modeling import load_tokenizer
 from climate_sft.trainer import find_batch_size
 
@@ -25,9 +28,12 @@ from climate_sft.trainer import find_batch_size
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="climate-sft find-batch-size", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="recipe YAML or shipped name; needs effective_batch_size")
+    argv = take_debug_flag(list(sys.argv[1:] if argv is None else argv))
+    if already_launched():
+        die_with_parent()  # a killed `climate-sft find-batch-size` takes this process with it
     args, overrides = parser.parse_known_args(argv)
     state = PartialState()
-    with exit_on_user_error("climate-sft find-batch-size"):
+    with error_boundary("climate-sft find-batch-size"):
         recipe = load_recipe(args.config, overrides)
         preflight(recipe)
         corpus = load_corpus(recipe.data.corpus_dir)

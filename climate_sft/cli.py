@@ -12,20 +12,75 @@
     climate-sft cp NAME [DEST]           copy one out to edit
 
 Each subcommand imports its stage's module only when it runs (torch, transformers and TRL take seconds to
-import), so `climate-sft --help` answers at once. Errors the user can fix end as one line on stderr and exit
-status 2.
+import), so `climate-sft --help` answers at once. Every command runs inside `climate_sft.error_boundary`: whatever
+escapes ends as one stderr line (exit 2 for bad input, 1 for an internal fault; `--debug` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 from pathlib import Path
 
-from climate_sft import UserError, exit_on_user_error
+from climate_sft import UserError, error_boundary, take_debug_flag
 
 SHIPPED_KINDS = ("recipes", "accelerate_configs")
+
+
+# Every numeric or path flag is read through one of these, so a value out of range is one line, whatever the flag.
+def _number(text: str, kind: type, low: float, high: float = float("inf"), low_open: bool = False):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be {'an integer' if kind is int else 'a number'}, got {text!r}"
+        ) from None
+    too_low = value <= low if low_open else value < low
+    if not math.isfinite(value) or too_low or value > high:
+        bound = f"{'above' if low_open else 'at least'} {low:g}" + (
+            f" and at most {high:g}" if high < float("inf") else ""
+        )
+        raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, 1)
+
+
+def non_negative_int(text: str) -> int:
+    return _number(text, int, 0)
+
+
+def positive_float(text: str) -> float:
+    return _number(text, float, 0, low_open=True)
+
+
+def probability(text: str) -> float:
+    return _number(text, float, 0, 1, low_open=True)
+
+
+def output_path(text: str) -> str:
+    if not text.strip() or Path(text) == Path("."):
+        raise argparse.ArgumentTypeError(
+            "must name a folder, not be empty or '.' (nothing is written into the current folder)"
+        )
+    return text
+
+
+def non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line through the error boundary, not the usage and a second line."""
+
+    def error(self, message: str):
+        raise UserError(message)
 
 
 def _shipped() -> dict[str, Path]:
@@ -71,8 +126,6 @@ def _extract(args: argparse.Namespace) -> None:
     ratios = tuple(float(r) for r in args.split.split(",")) if _is_ratios(args.split) else ()
     if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
         raise UserError(f"--split {args.split}: give three non-negative ratios, e.g. 0.9,0.05,0.05")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers {args.workers}: give at least 1 (or leave it out to use every core)")
     if args.dataset_name and args.source:
         raise UserError(f"give SOURCE ({args.source}) or --dataset_name ({args.dataset_name}), not both")
     if args.dataset_name:
@@ -100,25 +153,25 @@ def _shard(value: str) -> tuple[int, int]:
 
 def _is_ratios(text: str) -> bool:
     try:
-        [float(r) for r in text.split(",")]
+        return all(math.isfinite(float(r)) for r in text.split(","))
     except ValueError:
         return False
-    return True
 
 
 def _launched(module: str, rest: list[str], in_process) -> None:
     """Start `accelerate launch` for the module (a process per GPU), unless already under a launcher or only
     checking (--dry-run, --help-keys, --help load no model)."""
+    from climate_sft.config import secrets_to_environment
     from climate_sft.launch import already_launched, launch, take_launch_flags
 
     checking = any(flag in rest for flag in ("--dry-run", "--help-keys", "--help", "-h"))
     if already_launched() or checking:
         in_process(take_launch_flags(rest)[2])
         return
-    with exit_on_user_error(f"climate-sft {module.rsplit('.', 1)[-1].replace('_', '-')}"):
-        _check_recipe(take_launch_flags(rest)[2])  # bad input ends here, in one line, before any process starts
-        code = launch(module, rest)
-    sys.exit(code)
+    # tokens travel to the child in its environment, never on a command line that `ps` and the log show
+    rest, env = secrets_to_environment(rest)
+    _check_recipe(take_launch_flags(rest)[2])  # bad input ends here, in one line, before any process starts
+    sys.exit(launch(module, rest, env))
 
 
 def _check_recipe(argv: list[str]) -> None:
@@ -126,6 +179,7 @@ def _check_recipe(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--config")
+    parser.add_argument("--fresh", action="store_true")  # train's own flag, not a recipe key
     known, overrides = parser.parse_known_args(argv)
     if known.config:  # without it the entry point itself says what is missing
         preflight(load_recipe(known.config, overrides), check_modules=False)
@@ -189,7 +243,7 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="climate-sft", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="climate-sft", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("extract", help="PDFs, text files, JSONL or a dataset -> cleaned, split `datasets` corpus")
@@ -210,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="field of .jsonl records / column of the dataset holding the text (default: text)",
     )
-    p.add_argument("--output", default="data/corpus", help="corpus folder to write (default: data/corpus)")
+    p.add_argument(
+        "--output", type=output_path, default="data/corpus", help="corpus folder to write (default: data/corpus)"
+    )
     p.add_argument(
         "--split",
         default="0.9,0.05,0.05",
@@ -223,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder, kind or language: the manifest field whose values take turns in the held-out splits, so "
         "a test split is not all one kind",
     )
-    p.add_argument("--seed", type=int, default=42, help="seed of the document split")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--seed", type=non_negative_int, default=42, help="seed of the document split")
+    p.add_argument("--workers", type=positive_int, default=None, help="processes (default: all cores)")
     p.add_argument("--ocr", action="store_true", help="OCR pages without a text layer (needs Tesseract)")
     p.add_argument(
         "--keep-back-matter", action="store_true", help="keep reference lists, acknowledgements, licence boilerplate"
@@ -248,13 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run_with_rest=_find_batch_size)
 
     p = sub.add_parser("eval", help="perplexity of base and fine-tuned model on the test split")
-    p.add_argument("run_dir", help="output folder of a training run")
-    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass (default: by device)")
+    p.add_argument("run_dir", type=non_empty, help="output folder of a training run")
     p.add_argument(
-        "--stride", type=int, default=None, help="sliding-window stride in tokens (default: half the window)"
+        "--batch-size", type=positive_int, default=None, help="windows per forward pass (default: by device)"
     )
     p.add_argument(
-        "--samples", type=int, default=3, help="greedy answers to N held-out passages into samples.json (0: none)"
+        "--stride", type=positive_int, default=None, help="sliding-window stride in tokens (default: half the window)"
+    )
+    p.add_argument(
+        "--samples",
+        type=non_negative_int,
+        default=3,
+        help="greedy answers to N held-out passages into samples.json (0: none)",
     )
     p.add_argument(
         "--general-text",
@@ -264,18 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--forgetting-threshold",
-        type=float,
+        type=positive_float,
         help="rise in general-text perplexity the report flags as forgetting (default: 0.05, i.e. 5%%)",
     )
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("report", help="write REPORT.md with plots for a run folder")
-    p.add_argument("run_dir", help="output folder of a training run")
+    p.add_argument("run_dir", type=non_empty, help="output folder of a training run")
     p.set_defaults(run=_report)
 
     p = sub.add_parser("merge", help="adapter merged into its base: a standalone safetensors model (and GGUF)")
-    p.add_argument("run_dir", help="output folder of a training run")
-    p.add_argument("--output", required=True, help="folder to write the merged model into (new or empty)")
+    p.add_argument("run_dir", type=non_empty, help="output folder of a training run")
+    p.add_argument(
+        "--output", type=output_path, required=True, help="folder to write the merged model into (new or empty)"
+    )
     p.add_argument("--dtype", default="bfloat16", help="bfloat16 (default), float16 or float32")
     p.add_argument("--base", help="the base model from a local folder instead of the run's model_name_or_path")
     p.add_argument("--gguf", action="store_true", help="also write a GGUF file (llama.cpp's converter)")
@@ -283,16 +346,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_merge)
 
     p = sub.add_parser("generate", help="base and fine-tuned model answer the same prompts, streamed")
-    p.add_argument("run_dir", help="output folder of a training run")
-    p.add_argument("--prompt", action="append", help="text to continue (repeatable)")
+    p.add_argument("run_dir", type=non_empty, help="output folder of a training run")
+    p.add_argument("--prompt", type=non_empty, action="append", help="text to continue (repeatable)")
     p.add_argument("--interactive", action="store_true", help="read prompts from the terminal, one per line")
-    p.add_argument("--samples", type=int, default=0, help="write samples.json from N held-out passages instead")
+    p.add_argument(
+        "--samples", type=non_negative_int, default=0, help="write samples.json from N held-out passages instead"
+    )
     p.add_argument("--sample", action="store_true", help="also a sampled answer from each (same seed)")
     p.add_argument("--chat", action="store_true", help="wrap the prompt in the tokenizer's chat template")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=positive_int, default=64)
+    p.add_argument("--temperature", type=positive_float, default=0.7, help="sampling temperature, above 0")
+    p.add_argument("--top-p", type=probability, default=0.9)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--base", help="the base model from a local folder instead of the run's model_name_or_path")
     p.set_defaults(run=_generate)
 
@@ -306,15 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = take_debug_flag(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if hasattr(args, "run_with_rest"):
-        args.run_with_rest(args, rest)
-        return
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    with exit_on_user_error(f"climate-sft {args.command}"):
+    with error_boundary(f"climate-sft {argv[0] if argv else ''}".rstrip()):
+        args, rest = parser.parse_known_args(argv)
+    with error_boundary(f"climate-sft {args.command}"):
+        if hasattr(args, "run_with_rest"):
+            args.run_with_rest(args, rest)
+            return
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         args.run(args)
 
 

@@ -18,6 +18,8 @@ import dataclasses
 import difflib
 import enum
 import importlib.util
+import math
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -179,6 +181,9 @@ class ModelArguments(ModelConfig):
         targets = self.lora_target_modules or []
         targets = [targets] if isinstance(targets, str) else targets
         bad_names = [t for t in targets if not _MODULE_NAME.match(t)]
+        _raise_problems(
+            [("model_name_or_path", not self.model_name_or_path, "give the model: a hub id, a folder or a .gguf file")]
+        )
         _raise_problems(
             [
                 ("lora_r", self.lora_r < 1, f"must be at least 1, got {self.lora_r}"),
@@ -379,6 +384,9 @@ class _RecipeLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                line = key_node.start_mark.line + 1
+                raise RecipeError(f"line {line}: key {key!r} is not a name: write `name: value`")
             if key in seen:
                 raise RecipeError(f"line {key_node.start_mark.line + 1}: key '{key}' is written twice: keep one")
             seen.add(key)
@@ -405,6 +413,8 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
         raise RecipeError(f"{path}: no such recipe file; shipped recipes: {names} (`climate-sft ls`)") from None
     except IsADirectoryError:
         raise RecipeError(f"{path}: is a folder; --config takes a recipe .yaml file") from None
+    except UnicodeDecodeError as error:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {error.start}); save the recipe as UTF-8") from None
     except RecipeError as error:
         raise RecipeError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
@@ -453,6 +463,14 @@ class RecipeParser(TrlParser):
         if unknown:
             raise RecipeError(f"command line: {self._unknown(unknown[0].lstrip('-').split('=')[0])}")
         from_cli = {key: getattr(namespace, key) for key in _flag_keys(overrides)}
+        problems = []
+        for key, value in from_cli.items():
+            try:
+                _check_kind(key, value)
+            except ValueError as error:
+                problems.append(f"command line: key '{key}': {error}")
+        if problems:
+            raise RecipeError("\n".join(problems))
         if auto_from_cli:
             namespace.auto_batch_size, namespace.per_device_train_batch_size = True, 1
             from_cli.update(per_device_train_batch_size=1, auto_batch_size=True)
@@ -464,11 +482,16 @@ class RecipeParser(TrlParser):
                 objects.append(cls(**{k: v for k, v in vars(namespace).items() if k in names}))
             except Problems as error:
                 problems += [f"{sources.get(key, path)}: key '{key}': {what}" for key, what in error.problems]
-            except ValueError as error:  # the libraries' own checks; their messages can span lines: keep the first
+            except (ValueError, TypeError, ImportError) as error:  # the libraries' checks; keep a message's first line
                 problems.append(f"{path}: {str(error).strip().splitlines()[0]}")
+        if not problems:
+            problems = [
+                f"{sources.get(key, path)}: key '{key}': {what}" for key, what in library_problems(objects[2], sources)
+            ]
         if problems:
             raise RecipeError("\n".join(dict.fromkeys(problems)))
         data, model, training = objects
+        secrets_from_recipe(training)
         return Recipe(
             path=path, data=data, model=model, training=training, values={**from_file, **from_cli}, sources=sources
         )
@@ -491,7 +514,7 @@ class RecipeParser(TrlParser):
                 problems.append(self._unknown(str(key)))
                 continue
             try:
-                self._convert(key, value)
+                _check_kind(key, self._convert(key, value))
             except (TypeError, ValueError) as error:
                 problems.append(f"key '{key}': {error}")
         return problems
@@ -504,7 +527,7 @@ class RecipeParser(TrlParser):
         if isinstance(value, (list, dict)):
             if action.nargs in ("+", "*") and isinstance(value, list):
                 return [self._convert_one(action, item) for item in value]
-            if _accepts_containers(key):
+            if _accepts_container(key, value):
                 return value
             raise ValueError(f"takes a single value, got {value!r}")
         return self._convert_one(action, value)
@@ -550,13 +573,32 @@ def _expected(action, value: Any) -> str:
     return f"must be {wanted}, got {value!r}"
 
 
-def _accepts_containers(key: str) -> bool:
-    """Fields typed as a list or dict (report_to, gradient_checkpointing_kwargs, ...) take YAML containers."""
+def _field_type(key: str):
     for cls in ARGUMENT_CLASSES:
         hints = typing.get_type_hints(cls)
         if key in hints:
-            return any(typing.get_origin(t) in (list, dict) or t in (list, dict) for t in typing.get_args(hints[key]))
-    return False
+            return hints[key]
+    return None
+
+
+def _check_kind(key: str, value: Any) -> None:
+    """What every key's value must be, whatever the key: null only where the field is optional, numbers finite.
+    Typed from the dataclass fields, so a key added later is checked too."""
+    if value is None:
+        kind = _field_type(key)
+        if kind is not None and type(None) not in typing.get_args(kind) and kind is not type(None):
+            raise ValueError("must not be null: give a value or leave the key out for its default")
+    numbers = value if isinstance(value, list) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+        raise ValueError(f"must be a finite number, got {value!r}")
+
+
+def _accepts_container(key: str, value: list | dict) -> bool:
+    """Fields typed as a list or dict (report_to, gradient_checkpointing_kwargs, ...) take YAML containers of that
+    kind, and only of that kind."""
+    kind = type(value)
+    hint = _field_type(key)
+    return any(typing.get_origin(t) is kind or t is kind for t in (typing.get_args(hint) or (hint,)))
 
 
 def _flag_keys(argv: list[str]) -> list[str]:
@@ -659,6 +701,8 @@ def resolved_values(recipe: Recipe) -> dict[str, Any]:
     if model.exists():  # a hub id or a packaged .gguf name stays as written: both resolve anywhere
         out["model_name_or_path"] = str(model.resolve())
     for key in recipe.values:
+        if key in SECRET_KEYS:  # in the environment, never in a file
+            continue
         for obj in (recipe.data, recipe.model, recipe.training):
             if key not in out and hasattr(obj, key):
                 value = getattr(obj, key)
@@ -669,3 +713,100 @@ def resolved_values(recipe: Recipe) -> dict[str, Any]:
     if not recipe.training.effective_batch_size:  # otherwise accumulation is derived from it
         out["gradient_accumulation_steps"] = recipe.training.gradient_accumulation_steps
     return out
+
+
+# Recipe keys that hold credentials, and the environment variable each one travels in instead. Their values are
+# never written (recipe.yaml, model card, training_args.bin, logs) nor printed; the libraries read the variable.
+SECRET_KEYS = {"hub_token": "HF_TOKEN"}
+
+
+def secrets_to_environment(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`--hub_token T` off a command line that a child process receives: (the line without it, the child's
+    environment with HF_TOKEN=T)."""
+    env, rest, i = dict(os.environ), [], 0
+    while i < len(argv):
+        name, _, inline = argv[i].removeprefix("--").partition("=")
+        if argv[i].startswith("--") and name in SECRET_KEYS:
+            value = inline if inline else (argv[i + 1] if i + 1 < len(argv) else "")
+            env[SECRET_KEYS[name]] = value
+            i += 1 if inline else 2
+            continue
+        rest.append(argv[i])
+        i += 1
+    return rest, env
+
+
+def secrets_from_recipe(training: TrainingConfig) -> None:
+    """A token set in a recipe or on the command line moves to its environment variable (where huggingface_hub
+    reads it), so the Trainer never pickles it into training_args.bin."""
+    for key, variable in SECRET_KEYS.items():
+        value = getattr(training, key, None)
+        if value:
+            os.environ[variable] = value
+            setattr(training, key, None)
+
+
+_OPTIMIZER_KEYS = (
+    ("beta parameter at index 0", "adam_beta1"),
+    ("beta parameter at index 1", "adam_beta2"),
+    ("epsilon", "adam_epsilon"),
+    ("learning rate", "learning_rate"),
+    ("weight_decay", "weight_decay"),
+)
+
+
+def library_problems(training: TrainingConfig, given: typing.Collection[str] = ()) -> list[tuple[str, str]]:
+    """What the Trainer would refuse once the model has loaded, found now by building the same objects with the
+    libraries' own code: the optimizer (on a one-element parameter) and its scheduler, the trackers, the seed."""
+    import numpy as np
+    import torch
+    from transformers import Trainer, get_scheduler
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    problems = []
+    # gradient_checkpointing_kwargs mirrors activation_checkpointing_kwargs: name the one the recipe set
+    aliases = ("activation_checkpointing_kwargs", "gradient_checkpointing_kwargs")
+    checkpointing = next((key for key in aliases if key in given), aliases[0])
+    for key in (checkpointing, "lr_scheduler_kwargs"):
+        if isinstance(getattr(training, key, None), str):
+            got = getattr(training, key)
+            problems.append((key, f"must be a mapping such as {{use_reentrant: false}}, got {got!r}"))
+    for key in ("seed", "data_seed"):
+        value = getattr(training, key)
+        try:
+            if value is not None:
+                np.random.RandomState(value)
+        except (ValueError, TypeError):
+            problems.append((key, f"must be between 0 and 2**32 - 1, got {value}"))
+    try:
+        get_reporting_integration_callbacks(training.report_to)
+    except (ValueError, KeyError) as error:
+        problems.append(("report_to", str(error).strip().splitlines()[0]))
+    try:
+        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(training)
+        optimizer = optimizer_cls([torch.nn.Parameter(torch.zeros(1))], **kwargs)
+    except (ValueError, TypeError, RuntimeError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        key = next((k for fragment, k in _OPTIMIZER_KEYS if fragment in message.lower()), "optim")
+        return [
+            *problems,
+            (key, f"the optimizer {getattr(training.optim, 'value', training.optim)} refuses it: {message}"),
+        ]
+    except ImportError as error:
+        return [
+            (
+                "optim",
+                f"{getattr(training.optim, 'value', training.optim)} needs a package that is not installed: {error}",
+            )
+        ]
+    try:
+        get_scheduler(
+            training.lr_scheduler_type,
+            optimizer,
+            num_warmup_steps=training.get_warmup_steps(100),
+            num_training_steps=100,
+            scheduler_specific_kwargs=training.lr_scheduler_kwargs,
+        )
+    except (ValueError, TypeError) as error:
+        problems.append(("lr_scheduler_kwargs", f"the {training.lr_scheduler_type} scheduler refuses it: {error}"))
+    return problems

@@ -43,6 +43,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from climate_sft import UserError, sources
+from climate_sft.files import DamagedFile, file_sha256, read_mapping, write_atomic
 from climate_sft.sources import HubDataset
 
 SAMPLE_PDF_DIR = Path(__file__).parent / "sample_corpus" / "pdfs"
@@ -89,20 +90,6 @@ class CachedText:
         with open(self.path, "rb") as f:
             f.seek(self.offset)
             return json.loads(f.readline())["text"]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def extract_file(path: Path, sha: str, ocr: bool = False, keep_back_matter: bool = False) -> dict:
@@ -612,10 +599,24 @@ def split_record(corpus_dir: str | Path, corpus) -> dict:
     }
 
 
+def read_run_record(run_dir: str | Path) -> dict:
+    """A run's data.json (`split_record`), whole, or one line naming it as damaged."""
+    fix = "it names the documents the run held out: rerun the same `climate-sft train` command, which rewrites it"
+    record = read_mapping(Path(run_dir) / "data.json", fix, keys=("corpus_dir", "build", "splits"))
+    splits = record["splits"]
+    lists = isinstance(splits, dict) and "train" in splits and all(isinstance(v, list) for v in splits.values())
+    documents = [d for split in splits.values() for d in split] if lists else []
+    if not documents or not all(isinstance(d, dict) and {"id", "sha256"} <= set(d) for d in documents):
+        raise DamagedFile(f"{Path(run_dir) / 'data.json'} is damaged (its splits are not lists of documents): {fix}")
+    return record
+
+
 def held_out_documents(record: dict, split: str) -> tuple[list[dict], str | None]:
     """The documents the record names for `split`, found by content hash in the corpus as it is now, and a note
     when that corpus was rebuilt since. CorpusError when one is missing or was trained on."""
-    wanted = record["splits"][split]
+    wanted = record["splits"].get(split)
+    if wanted is None:
+        raise CorpusError(f"the run's data.json has no '{split}' split (it has {', '.join(record['splits'])})")
     trained = {d["sha256"] for d in record["splits"]["train"]}
     overlap = [d["id"] for d in wanted if d["sha256"] in trained]
     if overlap:

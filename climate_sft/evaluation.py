@@ -21,7 +21,8 @@ from peft import PeftModel
 
 from climate_sft.confidence import perplexity_intervals, with_interval
 from climate_sft.config import load_recipe
-from climate_sft.corpus import CorpusError, held_out_documents, write_atomic
+from climate_sft.corpus import CorpusError, held_out_documents, read_run_record
+from climate_sft.files import check_adapter, file_sha256, write_atomic
 from climate_sft.modeling import load_model, load_tokenizer
 from climate_sft.sources import Text, read_text_file, text_files
 
@@ -89,14 +90,14 @@ def evaluate_run(
         raise CorpusError(
             f"{run_dir}: no finished training run here (adapter_config.json and recipe.yaml); train first"
         )
-    if not (run_dir / "data.json").is_file():
-        raise CorpusError(f"{run_dir}: no data.json (the documents the run held out); retrain with this version")
+    check_adapter(run_dir)
+    adapter_sha256 = file_sha256(run_dir / "adapter_model.safetensors")  # report refuses results of another adapter
     if not forgetting_threshold > 0:
         raise CorpusError(f"--forgetting-threshold {forgetting_threshold}: give a fraction above 0, e.g. 0.05")
     general = general_texts(general_text)
     recipe = load_recipe(run_dir / "recipe.yaml")
     split = recipe.data.test_split
-    documents, note = held_out_documents(json.loads((run_dir / "data.json").read_text()), split)
+    documents, note = held_out_documents(read_run_record(run_dir), split)
     if not documents:
         raise CorpusError(f"{run_dir}: the run's {split} split holds no document; rebuild the corpus with more PDFs")
     if note:
@@ -124,6 +125,7 @@ def evaluate_run(
     forgetting = compare(base_general, tuned_general)
 
     results = {
+        "adapter_sha256": adapter_sha256,
         "split": split,
         "documents": base["documents"],
         "tokens": base["tokens"],

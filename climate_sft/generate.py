@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from climate_sft.corpus import held_out_documents, write_atomic
+from climate_sft.corpus import held_out_documents, read_run_record
+from climate_sft.files import write_atomic
 
 
 @dataclass
@@ -91,7 +92,7 @@ def held_out_prompts(run_dir: str | Path, count: int, prompt_words: int = 40, re
 
     run_dir = Path(run_dir)
     split = load_recipe(run_dir / "recipe.yaml").data.test_split
-    documents, _ = held_out_documents(json.loads((run_dir / "data.json").read_text()), split)
+    documents, _ = held_out_documents(read_run_record(run_dir), split)
     passages = []
     span = prompt_words + reference_words
     for i in range(count):

@@ -5,16 +5,24 @@
 Without `--accelerate_config` the visible GPUs choose (CUDA_VISIBLE_DEVICES is respected): none -> cpu.yaml,
 one -> single_h100.yaml, several -> multi_gpu.yaml with one process per GPU. A config is a shipped name
 (`climate-sft ls`) or a path. Already inside `accelerate launch` (or torchrun), the entry point runs in-process.
+
+Two guarantees live here. A failing child's own one-line error is all the user sees: accelerate's launcher is run
+through this module (`python -m climate_sft.launch ...`), which turns its `CalledProcessError` or torchrun's
+`ChildFailedError` into the child's exit status instead of a second traceback. And a killed command takes its
+children with it: every process of a launch asks the kernel to signal it when its parent dies
+(`die_with_parent`), so nothing keeps writing a run folder after `kill -9` of `climate-sft train`.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from climate_sft import UserError
+from climate_sft import UserError, error_boundary
 
 # `accelerate launch` sets this in every process it starts, whatever the config; torchrun sets LOCAL_RANK.
 _LAUNCHED_MARKERS = ("ACCELERATE_MIXED_PRECISION", "LOCAL_RANK")
@@ -55,7 +63,7 @@ def launch_command(module: str, argv: list[str], config: str | None, num_process
         num_processes = max(1, gpus) if _distributed(path) else 1
     if num_processes < 1:
         raise UserError(f"--num_processes {num_processes}: give at least 1")
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path)]
+    launcher = [sys.executable, "-m", "climate_sft.launch", "--config_file", str(path)]
     return [*launcher, "--num_processes", str(num_processes), "-m", module, *argv]
 
 
@@ -76,9 +84,48 @@ def take_launch_flags(argv: list[str]) -> tuple[str | None, int | None, list[str
     return known.accelerate_config, known.num_processes, rest
 
 
-def launch(module: str, argv: list[str]) -> int:
-    """Run `python -m module argv` under accelerate launch; returns its exit status."""
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (a no-op elsewhere), and go at once if the parent
+    is gone already."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+    if os.getppid() != parent:  # the parent died before the request took hold
+        os.kill(os.getpid(), sig)
+
+
+def launch(module: str, argv: list[str], env: dict[str, str] | None = None) -> int:
+    """Run `python -m module argv` under accelerate launch; returns its exit status. `env`: the child's environment
+    (default: this one)."""
     config, num_processes, rest = take_launch_flags(argv)
     command = launch_command(module, rest, config, num_processes, visible_gpus())
     print("launching: " + " ".join(command[1:]), file=sys.stderr, flush=True)
-    return subprocess.run(command).returncode
+    return subprocess.run(command, env=env).returncode
+
+
+def _accelerate_launch(argv: list[str]) -> int:
+    """accelerate's own `launch` over argv; a failed child gives its exit status, and the child has printed its
+    line already."""
+    from accelerate.commands.launch import launch_command as accelerate_launch
+    from accelerate.commands.launch import launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        accelerate_launch(launch_command_parser().parse_args(argv))
+    except subprocess.CalledProcessError as failed:
+        return failed.returncode
+    except ChildFailedError as failed:
+        codes = [f.exitcode for f in failed.failures.values()]
+        return next((code for code in codes if code > 0), 1)
+    return 0
+
+
+if __name__ == "__main__":
+    die_with_parent()
+    with error_boundary("climate-sft launch"):
+        code = _accelerate_launch(sys.argv[1:])
+    sys.exit(code)

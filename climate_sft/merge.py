@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from climate_sft import UserError
 from climate_sft.config import load_recipe
+from climate_sft.files import atomic_folder, check_adapter
 
 logger = logging.getLogger(__name__)
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -53,6 +53,7 @@ def load_run(run_dir: str | Path, base: str | None = None):
     run_dir = Path(run_dir)
     if not (run_dir / "adapter_config.json").is_file() or not (run_dir / "recipe.yaml").is_file():
         raise UserError(f"{run_dir}: no finished training run here (adapter_config.json, recipe.yaml); train first")
+    check_adapter(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml")
     if base:
         recipe.model.model_name_or_path = base
@@ -93,29 +94,24 @@ def merge(
     output = Path(output)
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype}: give one of {', '.join(DTYPES)}")
-    if output.exists() and any(output.iterdir()):
-        raise UserError(f"{output}: exists and is not empty; give a new --output (nothing was overwritten)")
     script = find_converter(converter) if gguf else None  # before minutes of work, not after
-    model, tokenizer = merged_model(run_dir, base, dtype)
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if output.exists():
-        output.rmdir()  # empty, checked above
-    output.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, output)
+    with atomic_folder(output) as tmp:  # refuses a file or a non-empty folder before any work
+        model, tokenizer = merged_model(run_dir, base, dtype)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if script:  # inside the folder before it appears: the model and its GGUF arrive together
+            to_gguf(tmp, script, dtype, output.name)
     written = {"model": output}
     if script:
-        written["gguf"] = to_gguf(output, script, dtype)
+        written["gguf"] = output / f"{output.name}-{GGUF_TYPES[dtype]}.gguf"
     return written
 
 
-def to_gguf(folder: Path, script: Path, dtype: str) -> Path:
-    out = folder / f"{folder.name}-{GGUF_TYPES[dtype]}.gguf"
+def to_gguf(folder: Path, script: Path, dtype: str, name: str) -> Path:
+    out = folder / f"{name}-{GGUF_TYPES[dtype]}.gguf"
     command = [sys.executable, str(script), str(folder), "--outfile", str(out), "--outtype", GGUF_TYPES[dtype]]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"{script} failed on {folder} ({last}); the merged safetensors folder is intact")
+        raise UserError(f"{script} failed on the merged model ({last}); nothing was written")
     return out

@@ -8,14 +8,13 @@ links the adapter to it; the same id is the adapter's `base_model_name_or_path`.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import yaml
 
 from climate_sft.confidence import with_interval
-from climate_sft.corpus import write_atomic
+from climate_sft.files import read_mapping, write_atomic
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -31,9 +30,8 @@ def hub_base_model(model_args) -> str | None:
 
 
 def _load(path: Path):
-    if not path.is_file():
-        return None
-    return yaml.safe_load(path.read_text()) if path.suffix == ".yaml" else json.loads(path.read_text())
+    fix = f"rerun the command that writes it (train, or eval for eval_results.json) on {path.parent}"
+    return read_mapping(path, fix, required=False)
 
 
 def model_card(run_dir: Path) -> str:

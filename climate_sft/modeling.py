@@ -61,13 +61,21 @@ def find_gguf(name: str) -> Path:
 
 def check_model_source(name: str) -> None:
     """Fail early, without loading anything, when a local model path does not exist."""
+    from climate_sft.files import DamagedFile, check_model_folder
+
     if name.endswith(".gguf"):
-        find_gguf(name)
+        with open(find_gguf(name), "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise ModelNotFound(f"{name} is damaged (no GGUF header): download or copy the GGUF file again")
         return
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelNotFound(f"{name} is a folder without config.json: point it at a saved model folder")
+        try:
+            check_model_folder(path)
+        except DamagedFile as error:
+            raise ModelNotFound(str(error)) from None
         return
     looks_local = name.startswith(("/", "./", "../", "~")) or not _HUB_ID.match(name)
     if looks_local:
@@ -103,6 +111,9 @@ def resolve_model_path(name: str) -> str:
         return str(folder)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from climate_sft.files import check_gguf
+
+    check_gguf(gguf)
     # float32: the dequantized weights keep every bit the GGUF holds; recipes choose the training dtype.
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

@@ -10,14 +10,12 @@ and the interpretation from rules over those numbers (`interpret`).
 from __future__ import annotations
 
 import datetime
-import json
-import os
 from pathlib import Path
 
-import yaml
-
+from climate_sft import UserError
 from climate_sft.confidence import with_interval
-from climate_sft.corpus import CorpusError, write_atomic
+from climate_sft.corpus import CorpusError
+from climate_sft.files import atomic_output, file_sha256, read_mapping, write_atomic
 
 # Fewer test documents than this, and the report says the intervals speak for those documents more than a field.
 FEW_DOCUMENTS = 10
@@ -25,11 +23,28 @@ FEW_DOCUMENTS = 10
 NOISE = 0.01
 
 
+# What to do about each file of a run that report reads, when it is damaged.
+REMEDY = {
+    "training_stats.json": "rerun the same `climate-sft train` command (it resumes and rewrites it)",
+    "recipe.yaml": "rerun the same `climate-sft train` command (it rewrites it)",
+    "eval_results.json": "rerun `climate-sft eval RUN_DIR`",
+    "samples.json": "rerun `climate-sft eval RUN_DIR` (or `climate-sft generate RUN_DIR --samples 3`)",
+}
+
+
 def _load(run_dir: Path, name: str) -> dict | None:
-    path = run_dir / name
-    if not path.is_file():
-        return None
-    return yaml.safe_load(path.read_text()) if name.endswith(".yaml") else json.loads(path.read_text())
+    return read_mapping(run_dir / name, REMEDY[name].replace("RUN_DIR", str(run_dir)), required=False)
+
+
+def check_evaluation_is_current(run_dir: Path, evaluation: dict | None) -> None:
+    """Perplexities measured on an earlier adapter must not be reported beside the numbers of a longer run."""
+    measured = (evaluation or {}).get("adapter_sha256")
+    adapter = run_dir / "adapter_model.safetensors"
+    if measured and adapter.is_file() and file_sha256(adapter) != measured:
+        raise UserError(
+            f"{run_dir / 'eval_results.json'} was measured on an earlier adapter (the run has trained further since): "
+            f"rerun `climate-sft eval {run_dir}`, then `climate-sft report {run_dir}`"
+        )
 
 
 def techniques(recipe: dict, stats: dict) -> list[str]:
@@ -208,10 +223,9 @@ def _plot(run_dir: Path, stats: dict, evaluation: dict | None) -> list[str]:
     made = []
 
     def save(fig, name):
-        tmp = run_dir / f".{name}.tmp-{os.getpid()}.png"
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        with atomic_output(run_dir / name) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight")
         plt.close(fig)
-        os.replace(tmp, run_dir / name)
         made.append(name)
 
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -274,7 +288,7 @@ def answers(samples: dict | None) -> list[str]:
     for n, sample in enumerate(samples["samples"], 1):
         lines += [
             "",
-            f"**{n}. {sample['title'] or sample['document']}**",
+            f"**{n}. {_cell(sample['title'] or sample['document'])}**",
             "",
             f"- prompt: {_one_line(sample['prompt'])} ...",
             f"- base: ... {_one_line(sample['base'])}",
@@ -288,12 +302,19 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()) or "(nothing)"
 
 
+def _cell(text: str) -> str:
+    """Text from a document (a title, a passage) as one Markdown table cell or bold line: one line, no `|` or `*`
+    that would end the cell or the emphasis early."""
+    return _one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+
+
 def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     stats, recipe = _load(run_dir, "training_stats.json"), _load(run_dir, "recipe.yaml")
     if not stats or not recipe:
         raise CorpusError(f"{run_dir}: no training_stats.json/recipe.yaml here; run `climate-sft train` first")
     evaluation = _load(run_dir, "eval_results.json")
+    check_evaluation_is_current(run_dir, evaluation)
     plots = _plot(run_dir, stats, evaluation)
     memory = (
         f"{stats['peak_gpu_memory_allocated_gb']} GB allocated, {stats['peak_gpu_memory_reserved_gb']} GB reserved"
@@ -373,7 +394,7 @@ def write_report(run_dir: str | Path) -> Path:
             "| document | tokens | base | fine-tuned |",
             "| --- | --- | --- | --- |",
             *[
-                f"| {d['title'] or '(untitled)'} | {d['tokens']} | {d['base']:.3f} | {d['fine_tuned']:.3f} |"
+                f"| {_cell(d['title'] or '(untitled)')} | {d['tokens']} | {d['base']:.3f} | {d['fine_tuned']:.3f} |"
                 for d in evaluation["per_document"]
             ],
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -40,12 +41,43 @@ class _NoStepPastMaxSteps(transformers.TrainerCallback):
             raise _AtMaxSteps
 
 
+class NonFiniteTraining(RecipeError):
+    """The loss, a gradient or a trainable weight became NaN or infinite: the run stops and reports no result."""
+
+
+def _diverged(what: str, step: int, learning_rate: float) -> NonFiniteTraining:
+    return NonFiniteTraining(
+        f"training diverged: {what} at step {step}; nothing was saved as a result. Lower learning_rate (now "
+        f"{learning_rate:g}) or max_grad_norm, or use bf16 instead of fp16, and rerun"
+    )
+
+
+class _StopOnNonFinite(transformers.TrainerCallback):
+    """Every logged loss and gradient norm must be finite: a NaN run stops at the first log that shows it, before
+    the checkpoint of that step is written (the Trainer logs, then saves)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm", "eval_loss"):
+            value = (logs or {}).get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise _diverged(f"{key} is {value}", state.global_step, args.learning_rate)
+
+
+def check_finite_weights(trainer: SFTTrainer) -> None:
+    """The trainable weights are finite before they are saved as the run's adapter (a run shorter than one logging
+    interval shows no loss to check)."""
+    for name, param in trainer.model.named_parameters():
+        if param.requires_grad and param.numel() and not torch.isfinite(param.detach()).all():
+            raise _diverged(f"weight {name} is not finite", trainer.state.global_step, trainer.args.learning_rate)
+
+
 class ClimateSFTTrainer(SFTTrainer):
     """TRL's SFTTrainer with fp32 adapters and transformers counting the real (non-padding) tokens."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(_NoStepPastMaxSteps())
+        self.add_callback(_StopOnNonFinite())
         # TRL 1.16 casts QLoRA adapters to bf16. Under fp16 mixed precision the grad scaler then fails at the
         # first step (it cannot unscale bf16 grads), and on CPU bf16 adapters run slow bf16 matmuls. Trainable
         # parameters belong in fp32 under autocast; they are a few MB.

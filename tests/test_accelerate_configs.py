@@ -58,7 +58,7 @@ def test_config_trains_through_accelerate_launch_on_cpu(name, tiny_recipe, tmp_p
     command = [
         sys.executable,
         "-m",
-        "accelerate.commands.launch",
+        "climate_sft.launch",
         "--config_file",
         f"accelerate_configs/{name}.yaml",
         "--num_processes",

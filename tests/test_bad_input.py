@@ -77,14 +77,14 @@ CASES = [
         "extract --workers 0",
         ["extract", "{pdfs}", "--output", "{corpus}", "--workers", "0"],
         None,
-        "--workers 0: give at least 1",
+        "argument --workers: must be at least 1, got 0",
         ["{corpus}"],
     ),
     (
         "extract --workers -2",
         ["extract", "{pdfs}", "--output", "{corpus}", "--workers", "-2"],
         None,
-        "--workers -2: give at least 1",
+        "argument --workers: must be at least 1, got -2",
         ["{corpus}"],
     ),
     (

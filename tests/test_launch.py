@@ -52,7 +52,7 @@ def test_train_command_launches_accelerate_and_leaves_a_hub_ready_folder(tiny_re
         [sys.executable, "-m", "climate_sft.cli", "train", "--config", str(recipe)], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "launching: -m accelerate.commands.launch --config_file" in done.stderr
+    assert "launching: -m climate_sft.launch --config_file" in done.stderr
     run = tmp_path / "run"
     assert json.loads((run / "train_results.json").read_text())["train_loss"] > 0
     assert "train_runtime" in json.loads((run / "all_results.json").read_text())

@@ -189,3 +189,15 @@ def test_the_report_gives_intervals_forgetting_and_context(tmp_path):
     ):
         assert expected in text, expected
     assert (tmp_path / "perplexity.png").is_file()
+
+
+def test_titles_with_pipes_newlines_and_stars_stay_in_their_table_cell():
+    import re
+
+    from climate_sft.report import _cell
+
+    title = "Sea level | rise\nin *two* parts"
+    row = f"| {_cell(title)} | 12 |"
+    assert "\n" not in row
+    assert len(re.findall(r"(?<!\\)\|", row)) == 3  # the row's own three separators, none from the title
+    assert len(re.findall(r"(?<!\\)\|", "| Sea level | rise | 12 |")) == 4  # control: unescaped, the title splits
