@@ -7,6 +7,12 @@
 #           the other; train_speed.json holds every row
 #   levers  (1 GPU): the second half: GPU tests, regional compile, offload, a kernel profile of the best row, and
 #           the seed-vs-tuned loss comparison over the same 20 steps
+#   round3  (1 GPU, about 9 minutes: setup ~1, Unsloth ~2, our 8 rows ~4, parity ~2.5): Unsloth (6 warm-up, 4 timed steps), then our round-3 variants under the
+#           79.2 GiB cap (bf16 fast, +FA3, +fused LoRA, fp8 rowwise and tensorwise, the overlapped offload at
+#           Unsloth's memory), then fp8 against the same recipe in bf16 over 200 steps (loss parity); every variant's
+#           recipe is loaded first (train_speed --check-variants), so a typo ends the call in seconds. FA4 needs
+#           flash-attn-4 in .devsite (build-site.sh flash-attn-4==4.0.0b36 nvidia-cutlass-dsl==4.8.1); without it
+#           FA3/FA4 fall back to torch's built-in FlashAttention with one notice
 #   multi SUB (2 GPUs, e.g. two H200s; the tuned recipe qlora_h100_fast.yaml at max_length 2048 unless stated;
 #           every training process capped at an H100's 79.2 GiB through benchmarks/capped_train.py, except in
 #           `nodes`, which runs the README's command as written). Each SUB fits one 10-minute device call;
@@ -31,7 +37,7 @@
 # memory nor speed, and the real ones cannot be downloaded there. Models and runs are kept under runs/gpu/ (ignored
 # by git), so a machine kept warm between calls reuses them.
 set -uo pipefail
-mode=${1:?usage: gpu_session.sh speed|levers|multi scaling|qlora|big|resume|nodes [runs...]}
+mode=${1:?usage: gpu_session.sh speed|levers|round3|multi scaling|qlora|big|resume|nodes [runs...]}
 sub=${2:-}
 OUT=${OUT:-$PWD/gpu-results}
 [ -d .devsite ] || tar -xJf .devsite.tar.xz  # the archive travels: the folder is over the device's carry limit
@@ -82,6 +88,14 @@ wanted() { [ -z "${picked:-}" ] || [[ " $picked " == *" $1 "* ]]; }  # wanted RU
 picked="${*:3}"
 
 cap=(--memory-cap-gib 79.2)  # an H100's 80 GB, less what CUDA's context takes
+# round 3 (benchmarks/README.md): each lever alone on the fast recipe, then fp8 (its recipe has fused LoRA and FA3
+# too), and the overlapped offload at Unsloth's own memory (its best batch, 16, in ~7.5 GB)
+ROUND3_SPEED=(--variant fast:16 --variant fast_fa3:16 --variant fast_fused_lora:16 --variant fp8:16,20
+              --variant fp8_tensorwise:16 --variant fast_offload_overlapped:16 --variant fp8_offload_overlapped:16)
+ROUND3_PARITY=(--variant bf16_base:4 --variant fp8:4)  # 200 steps of 4 rows: ~70 s each at ~11k tokens a step
+round3_plan() {  # the variants, checked against train_speed's table before the device time is spent
+  python3 -m benchmarks.train_speed --check-variants "${ROUND3_SPEED[@]}" "${ROUND3_PARITY[@]}" || exit 2
+}
 if [ "$mode" = speed ]; then
   export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True  # as Unsloth sets for itself: reserved ~ allocated
   sweep() {  # sweep NAME SECONDS ARGS...: one train_speed process
@@ -116,6 +130,33 @@ elif [ "$mode" = levers ]; then
     > "$OUT/profile.log" 2>&1
   echo "profile: exit $?"
   tail -n 6 "$OUT"/loss_parity.log "$OUT"/levers.log
+elif [ "$mode" = round3 ]; then
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  round3_plan
+  mkdir -p /tmp/peer-site && tar -xJf .peer-site.tar.xz -C /tmp/peer-site
+  PYTHONPATH=/tmp/peer-site timeout 120 python3 benchmarks/peer_unsloth.py --model "$MODEL" --corpus "$CORPUS" \
+    --batches 8,16 --warmup 6 --steps 4 --memory-cap-gb 79.2 --out "$OUT/unsloth.json" > "$OUT/unsloth.log" 2>&1
+  echo "unsloth: exit $?"
+  timeout 240 python3 -m benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" "${cap[@]}" --warmup 2 --steps 4 \
+    --include "$OUT/unsloth.json" "${ROUND3_SPEED[@]}" --out "$OUT/round3.json" > "$OUT/round3.log" 2>&1
+  echo "round3 speed: exit $?"
+  # does fp8 change the mathematics? the same 200 steps, data and seed, fp8 against the same recipe in bf16
+  timeout 150 python3 -m benchmarks.train_speed --model "$MODEL" --corpus "$CORPUS" "${cap[@]}" --warmup 0 \
+    --steps 200 --override "--seed 7" "${ROUND3_PARITY[@]}" --out "$OUT/fp8_parity.json" > "$OUT/fp8_parity.log" 2>&1
+  echo "fp8 parity: exit $?"
+  python3 - "$OUT/fp8_parity.json" <<'PY' | tee "$OUT/fp8_parity_gap.json"
+import json, sys
+rows = {r["variant"]: r.get("losses") for r in json.load(open(sys.argv[1]))["results"]}
+ref, fp8 = rows.get("bf16_base"), rows.get("fp8")
+if ref and fp8 and len(ref) == len(fp8):
+    mean = lambda xs: sum(xs[-10:]) / len(xs[-10:])  # the last 10 steps: one step's batch is noisy
+    print(json.dumps({"steps": len(ref), "final_loss": {"bf16": ref[-1], "fp8": fp8[-1]},
+                      "last_10_mean_relative_gap": abs(mean(fp8) - mean(ref)) / mean(ref),
+                      "largest_step_relative_gap": max(abs(a - b) / b for a, b in zip(fp8, ref))}))
+else:
+    print(json.dumps({"error": "parity rows missing or cut short", "steps": {k: len(v or []) for k, v in rows.items()}}))
+PY
+  tail -n 16 "$OUT/round3.log"
 elif [ "$mode" = multi ]; then
   [ "$(nvidia-smi -L | grep -c GPU)" -ge 2 ] || { echo "multi needs two GPUs"; exit 1; }
   entry=(-m benchmarks.capped_train --memory-cap-gib 79.2)

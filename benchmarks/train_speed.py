@@ -40,7 +40,7 @@ import trl
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
-from climate_sft.config import ModelArguments, load_recipe
+from climate_sft.config import ModelArguments, RecipeError, load_recipe
 from climate_sft.corpus import load_corpus
 from climate_sft.files import write_atomic
 from climate_sft.modeling import load_model, load_tokenizer, lora_config
@@ -69,6 +69,22 @@ VARIANTS = {
         ["--gradient_checkpointing", "true", "--gradient_checkpointing_kwargs", '{"offload": true}'],
     ),
     "fast_compiled": ("qlora_h100_fast", ["--torch_compile", "true"]),
+    # round 3 (benchmarks/README.md): FlashAttention-3, fused LoRA, fp8 base weights, overlapped offload (TRL's
+    # activation_offloading: pinned host memory on a side stream, prefetched in backward)
+    "fast_fa3": ("qlora_h100_fast", ["--flash_attention_impl", "FA3"]),
+    "fast_fused_lora": ("qlora_h100_fast", ["--fused_lora", "true"]),
+    "fast_fa3_fused": ("qlora_h100_fast", ["--flash_attention_impl", "FA3", "--fused_lora", "true"]),
+    "fp8": ("qlora_h100_fp8", []),
+    "fp8_tensorwise": ("qlora_h100_fp8", ["--fp8_scaling", "tensorwise"]),
+    "bf16_base": ("qlora_h100_fp8", ["--fp8_base_weights", "false"]),  # fp8's reference: the same recipe in bf16
+    "fast_offload_overlapped": (
+        "qlora_h100_fast",
+        ["--gradient_checkpointing", "true", "--activation_offloading", "true"],
+    ),
+    "fp8_offload_overlapped": (
+        "qlora_h100_fp8",
+        ["--gradient_checkpointing", "true", "--activation_offloading", "true"],
+    ),
 }
 
 
@@ -210,6 +226,7 @@ def run_point(variant: str, batch: int, args, corpus, tokenizer) -> dict:
             peak_allocated_gb=_gib(torch.cuda.max_memory_allocated) if torch.cuda.is_available() else None,
             peak_reserved_gb=_gib(torch.cuda.max_memory_reserved) if torch.cuda.is_available() else None,
             losses=[round(e["loss"], 4) for e in trainer.state.log_history if "loss" in e],
+            kernel_levers=getattr(trainer, "kernel_levers", None),
         )
     except torch.OutOfMemoryError:
         result["status"] = "out of memory"
@@ -255,10 +272,27 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def check_variants(specs: list[str], overrides: list[str]) -> None:
+    """Load every variant's recipe with its overrides (a typo in a flag fails here, not on the GPU) and print them."""
+    for spec in specs:
+        name, _, batches = spec.partition(":")
+        recipe_name, variant_overrides = VARIANTS[name]
+        try:
+            recipe = load_recipe(recipe_name, variant_overrides + overrides)
+        except RecipeError as error:
+            sys.exit(f"variant {name}: {error}")
+        model = recipe.model
+        print(
+            f"{name:26s} batches {batches:8s} {recipe_name}: checkpointing={recipe.training.gradient_checkpointing} "
+            f"offload={recipe.training.activation_offloading} fp8={model.fp8_base_weights and model.fp8_scaling} "
+            f"fused_lora={model.fused_lora} flash={model.flash_attention_impl}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="model folder (e.g. a random-init Llama-3.2-3B)")
-    parser.add_argument("--corpus", required=True, help="corpus folder (python -m benchmarks.bench_corpus)")
+    parser.add_argument("--model", help="model folder (e.g. a random-init Llama-3.2-3B); required to measure")
+    parser.add_argument("--corpus", help="corpus folder (python -m benchmarks.bench_corpus); required to measure")
     parser.add_argument("--variant", action="append", default=[], help="NAME:B1,B2,... (see VARIANTS)")
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--warmup", type=int, default=2)
@@ -269,12 +303,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", default="runs/bench")
     parser.add_argument("--profile", default=None, help="VARIANT:BATCH whose last two steps get a kernel profile")
     parser.add_argument("--include", action="append", type=Path, default=[], help="peer rows (JSON) to add")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="results file; required to measure")
+    parser.add_argument("--check-variants", action="store_true", help="load every variant's recipe, measure nothing")
     args = parser.parse_args(argv)
     args.override = [x for pair in args.override for x in pair.split(" ", 1)]
     unknown = [spec for spec in args.variant if spec.partition(":")[0] not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    bad_batches = [spec for spec in args.variant if not all(b.isdigit() for b in spec.partition(":")[2].split(","))]
+    if bad_batches:
+        parser.error(f"variant {bad_batches[0]!r}: write NAME:B1,B2 with whole batch sizes")
+    if args.check_variants:
+        check_variants(args.variant, args.override)
+        return
+    missing = [flag for flag in ("model", "corpus", "out") if getattr(args, flag) is None]
+    if missing:
+        parser.error(f"--{missing[0]} is required to measure")
 
     cap = cap_memory(args.memory_cap_gib)
     corpus = load_corpus(args.corpus)

@@ -146,6 +146,37 @@ class ModelArguments(ModelConfig):
         },
     )
 
+    # --- kernel levers (benchmarks/README.md, round 3); all opt-in --------------------------------------------
+    fp8_base_weights: bool = field(
+        default=False,
+        metadata={
+            "help": "frozen base linear layers in fp8 (e4m3): fp8 GEMMs forward and to the input (Hopper), emulated "
+            "on CPU; needs use_peft and a bf16/fp32 base (no load_in_4bit/8bit); 1 byte a weight against NF4's ~0.5"
+        },
+    )
+    fp8_scaling: str = field(
+        default="rowwise",
+        metadata={
+            "help": "fp8 scales: one per weight row and activation row, or one per tensor",
+            "choices": ["rowwise", "tensorwise"],
+        },
+    )
+    fused_lora: bool = field(
+        default=False,
+        metadata={
+            "help": "LoRA's product accumulated into the base GEMM's output (addmm), no separate scale and add; "
+            "needs use_peft and lora_dropout: 0"
+        },
+    )
+    flash_attention_impl: str | None = field(
+        default=None,
+        metadata={
+            "help": "FlashAttention build for varlen attention on CUDA: FA3 (Hopper; falls back to FA4), FA4; "
+            "without it, or where neither loads, torch's built-in one (with one notice)",
+            "choices": ["FA3", "FA4"],
+        },
+    )
+
     def __post_init__(self):
         targets = self.lora_target_modules or []
         targets = [targets] if isinstance(targets, str) else targets
@@ -178,6 +209,27 @@ class ModelArguments(ModelConfig):
                     "load_in_4bit",
                     self.load_in_4bit and self.load_in_8bit,
                     "load_in_4bit and load_in_8bit are both true",
+                ),
+                (
+                    "fp8_base_weights",
+                    self.fp8_base_weights and (self.load_in_4bit or self.load_in_8bit or not self.use_peft),
+                    "fp8 replaces the 4-bit/8-bit base and needs LoRA on top: set load_in_4bit: false, "
+                    "load_in_8bit: false, use_peft: true",
+                ),
+                (
+                    "fp8_scaling",
+                    self.fp8_scaling not in ("rowwise", "tensorwise"),
+                    f"must be rowwise or tensorwise, got {self.fp8_scaling!r}",
+                ),
+                (
+                    "fused_lora",
+                    self.fused_lora and (not self.use_peft or self.lora_dropout != 0),
+                    "the fused forward has no dropout and needs LoRA: set use_peft: true and lora_dropout: 0",
+                ),
+                (
+                    "flash_attention_impl",
+                    self.flash_attention_impl not in (None, "FA3", "FA4"),
+                    f"must be FA3 or FA4, got {self.flash_attention_impl!r}",
                 ),
                 # 4-bit storage under FSDP/ZeRO-3, which accelerate launch announces in the environment
                 *[(key, True, message) for key, message in quant_storage_problems(self)],

@@ -161,21 +161,16 @@ def read_mapping(path: Path, fix: str, keys: tuple[str, ...] = (), required: boo
 
 
 def check_safetensors(path: Path, fix: str) -> None:
-    """A safetensors file whose header parses and whose tensors all lie inside the file."""
+    """A safetensors file that the safetensors library opens: header, dtypes, shapes and length agree."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise DamagedFile(f"{path} is missing: {fix}")
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            (header_size,) = struct.unpack("<Q", f.read(8))
-            if header_size > size - 8:
-                raise ValueError("header longer than the file")
-            header = json.loads(f.read(header_size))
-    except FileNotFoundError:
-        raise DamagedFile(f"{path} is missing: {fix}") from None
-    except (struct.error, ValueError, UnicodeDecodeError) as error:
-        raise damaged(path, f"not a safetensors file: {error}", fix) from None
-    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    if 8 + header_size + end > size:
-        raise damaged(path, f"cut off at {size} of {8 + header_size + end} bytes", fix)
+        with safe_open(str(path), "pt") as f:
+            f.keys()
+    except (SafetensorError, OSError, ValueError) as error:
+        raise damaged(path, f"not a whole safetensors file: {str(error).splitlines()[0]}", fix) from None
 
 
 def check_adapter(run_dir: Path) -> None:
@@ -186,9 +181,12 @@ def check_adapter(run_dir: Path) -> None:
 
 
 def check_model_folder(folder: Path) -> None:
-    """A local model folder: a config.json that names the architecture, and weights in it."""
+    """A local model folder: a config.json that names the architecture, every JSON file whole (the tokenizer's
+    too), and weights in it."""
     fix = "copy the model folder again (save_pretrained), or name a hub id"
     read_mapping(folder / "config.json", fix, keys=("model_type",))
+    for path in folder.glob("*.json"):
+        read_json(path, fix)
     weights = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
     if not weights:
         raise DamagedFile(f"{folder} holds no weights (*.safetensors or *.bin): {fix}")
@@ -205,6 +203,8 @@ def check_gguf(path: Path) -> None:
     from gguf import GGUFReader
 
     try:
-        GGUFReader(str(path))
+        reader = GGUFReader(str(path))
     except (ValueError, OSError, IndexError, struct.error) as error:
         raise damaged(path, f"unreadable GGUF: {error}", fix) from None
+    if not reader.tensors or "general.architecture" not in reader.fields:
+        raise damaged(path, "no tensors or no general.architecture", fix)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from climate_sft import UserError
 from climate_sft.corpus import held_out_documents, read_run_record
 from climate_sft.files import write_atomic
 
@@ -53,6 +54,8 @@ class SideBySide:
 
         text = prompt
         if decoding.chat:
+            if not self.tokenizer.chat_template:
+                raise UserError("--chat: this model's tokenizer has no chat template; leave out --chat")
             messages = [{"role": "user", "content": prompt}]
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = self.tokenizer(text, return_tensors="pt", add_special_tokens=not decoding.chat).to(self.model.device)

@@ -20,7 +20,15 @@ import torch
 from huggingface_hub import model_info, try_to_load_from_cache
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from climate_sft.packing import VARLEN, exact_fallback, register_varlen_attention, varlen_unsuitable
+from climate_sft.fp8 import quantize_frozen_linears
+from climate_sft.fused_lora import fuse_lora
+from climate_sft.packing import (
+    VARLEN,
+    activate_flash_attention,
+    exact_fallback,
+    register_varlen_attention,
+    varlen_unsuitable,
+)
 
 logger = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -138,7 +146,16 @@ def load_tokenizer(model_args):
         gguf = find_gguf(name)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name), revision=model_args.model_revision)
+        path = resolve_model_path(name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision)
+        except (OSError, ValueError) as error:
+            if not Path(path).is_dir():
+                raise
+            from climate_sft.files import damaged
+
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise damaged(Path(path), f"its tokenizer does not load: {first}", "copy the model folder again") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -265,6 +282,7 @@ def load_model(model_args):
 
     if model_args.attn_implementation == VARLEN:
         register_varlen_attention()
+        activate_flash_attention(model_args.flash_attention_impl)
     quant = quantization_config(model_args)
     return AutoModelForCausalLM.from_pretrained(
         resolve_model_path(model_args.model_name_or_path),
@@ -281,3 +299,19 @@ def lora_config(model_args):
     from trl import get_peft_config
 
     return get_peft_config(model_args)
+
+
+def apply_kernel_levers(model, model_args) -> dict:
+    """The recipe's opt-in kernel levers on a model that PEFT has wrapped (benchmarks/README.md, round 3): fp8 base
+    weights, then the fused LoRA forward over them. Returns what was applied, for `training_stats.json`."""
+    current = getattr(torch.nn.attention, "current_flash_attention_impl", lambda: None)
+    applied = {"flash_attention_impl": current()}
+    if model_args.fp8_base_weights:
+        applied["fp8_base_weights"] = {
+            "scaling": model_args.fp8_scaling,
+            "layers": quantize_frozen_linears(model, model_args.fp8_scaling),
+            "gemm": "torch._scaled_mm (e4m3)" if torch.cuda.is_available() else "emulated (e4m3 casts, fp32 matmul)",
+        }
+    if model_args.fused_lora:
+        applied["fused_lora_layers"] = fuse_lora(model)
+    return applied

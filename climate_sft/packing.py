@@ -15,6 +15,7 @@ than `max_length` instead of dropping their tail). Two things are added here:
 from __future__ import annotations
 
 import importlib
+import logging
 
 import torch
 from transformers import AttentionInterface
@@ -22,6 +23,7 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 VARLEN = "varlen"
+logger = logging.getLogger(__name__)
 
 
 def _boundaries_from_positions(position_ids: torch.Tensor) -> torch.Tensor | None:
@@ -109,6 +111,36 @@ def varlen_kernel_available() -> bool:
         return hasattr(importlib.import_module("torch.nn.attention.varlen"), "varlen_attn")
     except ImportError:
         return False
+
+
+# FlashAttention builds torch can route its flash kernels (varlen's included) through, in the order tried: FA3 is
+# Hopper's (it needs `flash_attn_interface`, which PyPI does not carry), FA4 the `flash-attn-4` package.
+FLASH_ATTENTION_ORDER = {"FA3": ("FA3", "FA4"), "FA4": ("FA4",)}
+
+
+def activate_flash_attention(wanted: str | None) -> str | None:
+    """Activate the first build of `wanted`'s order that loads on this machine; returns its name, or None (torch's
+    built-in FlashAttention) after one notice saying why each was refused."""
+    if not wanted:
+        return None
+    attention = torch.nn.attention
+    if not torch.cuda.is_available():
+        reasons = ["no CUDA device (the builds are CUDA kernels)"]
+    elif not hasattr(attention, "activate_flash_attention_impl"):
+        reasons = [f"torch {torch.__version__} cannot swap FlashAttention builds (PyTorch 2.11 or newer can)"]
+    else:
+        reasons, listed = [], attention.list_flash_attention_impls()
+        for impl in FLASH_ATTENTION_ORDER[wanted]:
+            if impl not in listed:
+                reasons.append(f"{impl}: not offered by torch {torch.__version__}")
+                continue
+            try:
+                attention.activate_flash_attention_impl(impl)
+                return impl
+            except Exception as error:  # a missing package (ImportError) or a card it refuses (RuntimeError)
+                reasons.append(f"{impl}: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+    logger.warning("attention: torch's built-in FlashAttention instead of %s (%s)", wanted, "; ".join(reasons))
+    return None
 
 
 def varlen_unsuitable(config) -> str | None:

@@ -72,6 +72,14 @@ def techniques(recipe: dict, stats: dict) -> list[str]:
         used.append(f"attention: {stats['attn_implementation']}")
     if recipe.get("use_liger_kernel"):
         used.append("Liger kernels (RMSNorm, SwiGLU, RoPE)")
+    levers = stats.get("kernel_levers") or {}
+    if levers.get("fp8_base_weights"):
+        fp8 = levers["fp8_base_weights"]
+        used.append(f"fp8 (e4m3, {fp8['scaling']}) base weights in {fp8['layers']} layers: {fp8['gemm']}")
+    if levers.get("fused_lora_layers"):
+        used.append(f"fused LoRA forward in {levers['fused_lora_layers']} layers")
+    if levers.get("flash_attention_impl"):
+        used.append(f"FlashAttention build {levers['flash_attention_impl']}")
     return used
 
 
@@ -305,7 +313,7 @@ def _one_line(text: str) -> str:
 def _cell(text: str) -> str:
     """Text from a document (a title, a passage) as one Markdown table cell or bold line: one line, no `|` or `*`
     that would end the cell or the emphasis early."""
-    return _one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+    return _one_line(text).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("`", "\\`")
 
 
 def write_report(run_dir: str | Path) -> Path:

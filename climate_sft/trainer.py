@@ -21,7 +21,7 @@ import trl
 from trl import SFTTrainer
 
 from climate_sft.config import Recipe, RecipeError
-from climate_sft.modeling import choose_attention, load_model, lora_config
+from climate_sft.modeling import apply_kernel_levers, choose_attention, load_model, lora_config
 from climate_sft.run_stats import StepClock, peak_memory, reset_peak_memory, track_real_tokens
 
 # Steps left out of the steady-state speed: the first ones pay for allocator growth and kernel autotuning.
@@ -98,7 +98,7 @@ class ClimateSFTTrainer(SFTTrainer):
 def build_trainer(recipe: Recipe, corpus, tokenizer, callbacks=()) -> ClimateSFTTrainer:
     """The trainer for a recipe: base model (quantized if asked), LoRA from the recipe, the corpus's splits."""
     recipe.model.attn_implementation = choose_attention(recipe.model, recipe.training.packing)
-    return ClimateSFTTrainer(
+    trainer = ClimateSFTTrainer(
         model=load_model(recipe.model),
         args=recipe.training,
         train_dataset=corpus["train"].select_columns(["text"]),
@@ -107,6 +107,8 @@ def build_trainer(recipe: Recipe, corpus, tokenizer, callbacks=()) -> ClimateSFT
         peft_config=lora_config(recipe.model),
         callbacks=list(callbacks),
     )
+    trainer.kernel_levers = apply_kernel_levers(trainer.model, recipe.model)
+    return trainer
 
 
 # --- the largest batch that fits, effective batch kept (`per_device_train_batch_size: auto`) ---------------
@@ -259,6 +261,7 @@ def training_stats(recipe: Recipe, trainer: SFTTrainer, clock: StepClock, search
         "packing_strategy": t.packing_strategy if t.packing else None,
         "attn_implementation": recipe.model.attn_implementation,
         "precision": t.precision,
+        "kernel_levers": getattr(trainer, "kernel_levers", None),
         "steps": state.global_step,
         "epochs": round(state.epoch or 0.0, 3),
         "tokens_seen": tokens,

@@ -4,6 +4,8 @@ it broken. Its speed numbers mean nothing here; what it counts and records does.
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +97,39 @@ def test_a_step_over_the_time_cap_ends_the_sweep(tiny_model_dir, tiny_corpus_dir
 def test_an_unknown_variant_stops_before_any_work(tmp_path):
     with pytest.raises(SystemExit):
         train_speed.main(["--model", "m", "--corpus", "c", "--variant", "nope:1", "--out", str(tmp_path / "o.json")])
+
+
+def _round3_variants() -> list[str]:
+    """The variants `gpu_session.sh round3` asks for, read off the script itself."""
+    script = (Path(__file__).parents[1] / "benchmarks" / "gpu_session.sh").read_text()
+    block = script[script.index("ROUND3_SPEED=(") : script.index("round3_plan() {")]
+    return re.findall(r"--variant ([\w:,]+)", block)
+
+
+def test_round3_variants_load_before_a_device_call(capsys):
+    specs = _round3_variants()
+    names = {spec.partition(":")[0] for spec in specs}
+    assert {"fast", "fp8", "bf16_base", "fast_offload_overlapped"} <= names <= set(train_speed.VARIANTS)
+    train_speed.main(["--check-variants", "--override", "--bf16 false", *[x for s in specs for x in ("--variant", s)]])
+    printed = capsys.readouterr().out
+    assert printed.count("\n") == len(specs) and "fp8=tensorwise" in printed and "offload=True" in printed
+    # control: a mistyped flag value stops the check with the variant named
+    with pytest.raises(SystemExit, match="variant fp8: .*rowise"):
+        train_speed.main(["--check-variants", "--variant", "fp8:1", "--override", "--fp8_scaling rowise"])
+
+
+def test_round3_levers_run_through_the_benchmark_path(tiny_model_dir, tiny_corpus_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    cpu = ["--use_cpu true", "--bf16 false", "--dtype float32", "--use_liger_kernel false", "--load_in_4bit false"]
+    train_speed.main(
+        ["--model", str(tiny_model_dir), "--corpus", str(tiny_corpus_dir), "--variant", "fp8:2"]
+        + ["--variant", "fast_fused_lora:2", "--warmup", "0", "--steps", "1", "--max-length", "64"]
+        + ["--workdir", str(tmp_path), "--out", str(out), *[x for o in cpu for x in ("--override", o)]]
+    )
+    fp8, fused = json.loads(out.read_text())["results"]
+    assert fp8["status"] == fused["status"] == "ok"
+    assert fp8["kernel_levers"]["fp8_base_weights"]["layers"] > 0 and fp8["kernel_levers"]["fused_lora_layers"] > 0
+    assert "fp8_base_weights" not in fused["kernel_levers"] and fused["kernel_levers"]["fused_lora_layers"] > 0
 
 
 def _write_run(folder, losses, weights=None, **stats):

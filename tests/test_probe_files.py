@@ -10,6 +10,7 @@ in full with `make test-slow`.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import shutil
 from pathlib import Path
@@ -25,32 +26,30 @@ DAMAGES = {
     "garbage": lambda path: path.write_bytes(bytes(range(256)) * 4),
     "wrong shape": lambda path: path.write_text("[1, 2, 3]\n" if path.suffix == ".json" else "- a\n- b\n"),
 }
-# The files each command reads from a run folder, and the outputs it may write (excluded from the comparison).
-READS = {
-    "report": (
-        ["training_stats.json", "recipe.yaml", "eval_results.json", "samples.json"],
-        {"REPORT.md", "README.md", "loss.png", "throughput.png", "perplexity.png"},
-    ),
-    "merge": (["adapter_config.json", "adapter_model.safetensors", "recipe.yaml"], set()),
-    "eval": (
-        ["adapter_config.json", "adapter_model.safetensors", "recipe.yaml", "data.json"],
-        {"eval_results.json", "samples.json"},
-    ),
-    "generate": (["adapter_config.json", "adapter_model.safetensors", "recipe.yaml", "data.json"], {"samples.json"}),
+# What each command may write (excluded from the comparison); the files damaged are listed from the run folder
+# (and, for merge and generate with --base, from the base model folder) when the test is collected.
+WRITES = {
+    "report": {"REPORT.md", "README.md", "loss.png", "throughput.png", "perplexity.png"},
+    "merge": set(),
+    "eval": {"eval_results.json", "samples.json"},
+    "generate": {"samples.json"},
 }
-FAST = {("report", name) for name in READS["report"][0]} | {
-    ("merge", "adapter_model.safetensors"),
-    ("eval", "data.json"),
+# Cheap enough for `make test`: every file for report; the model-loading commands on a few files each.
+FAST = {
+    ("merge", "run", "adapter_model.safetensors"),
+    ("merge", "base", "tokenizer.json"),
+    ("eval", "run", "data.json"),
 }
 
 
-def _argv(command: str, run: Path, out: Path) -> list[str]:
-    return {
+def _argv(command: str, run: Path, out: Path, base: Path | None) -> list[str]:
+    argv = {
         "report": ["report", str(run)],
         "merge": ["merge", str(run), "--output", str(out / "merged")],
         "eval": ["eval", str(run), "--samples", "0"],
         "generate": ["generate", str(run), "--samples", "1", "--max-new-tokens", "4"],
     }[command]
+    return argv + (["--base", str(base)] if base else [])
 
 
 def _run(argv: list[str]) -> int:
@@ -80,49 +79,72 @@ def evaluated_run(tmp_path_factory, tiny_run_dir):
     return run
 
 
-def _cases(fast: bool):
-    return [
-        pytest.param(command, name, damage, id=f"{command}-{name}-{damage}")
-        for command, (names, _) in READS.items()
-        for name in names
-        for damage in DAMAGES
-        if ((command, name) in FAST) == fast
-    ]
-
-
-def _probe(evaluated_run, tmp_path, capsys, command, name, damage):
-    run = tmp_path / "run"
+def _probe(evaluated_run, tiny_model_dir, tmp_path, capsys, command, where, name, damage) -> int:
+    case = tmp_path / f"{command}-{where}-{name}-{damage}".replace(" ", "_")
+    run = case / "run"
     shutil.copytree(evaluated_run, run)
-    DAMAGES[damage](run / name)
-    skip = READS[command][1]
+    base = None
+    if where == "base":
+        base = case / "base"
+        shutil.copytree(tiny_model_dir, base)
+    DAMAGES[damage]((base if base else run) / name)
+    skip = WRITES[command]
     before = _digest(run, skip)
-    code = _run(_argv(command, run, tmp_path))
+    code = _run(_argv(command, run, case, base))
     captured = capsys.readouterr()
     output = captured.out + captured.err
-    assert code in (0, 2), output[-2000:]
-    assert "Traceback" not in output, output[-2000:]
+    label = f"{command} with {where} file {name} {damage}"
+    assert code in (0, 2), f"{label}: exit {code}\n{output[-2000:]}"
+    assert "Traceback" not in output, f"{label}\n{output[-2000:]}"
     if code == 2:
-        errors = [line for line in captured.err.splitlines() if line.strip()]
-        assert len(errors) == 1 and errors[0].startswith(f"climate-sft {command}: error: "), captured.err
+        errors = [line for line in captured.err.splitlines() if line.startswith("climate-sft") or "rror" in line]
+        assert len(errors) == 1 and errors[0].startswith(f"climate-sft {command}: error: "), f"{label}: {captured.err}"
     else:  # a file the command can do without (an optional result) must not have been read as if whole
-        assert damage == "missing" or name not in ("adapter_model.safetensors", "data.json"), output
-    assert _digest(run, skip) == before
-    assert not list(run.glob(".*.tmp-*")), "a temporary was left behind"
+        vital = ("adapter_model.safetensors", "adapter_config.json", "data.json", "config.json")
+        assert damage == "missing" or command == "report" or name not in vital, f"{label}: accepted\n{output[-800:]}"
+    assert _digest(run, skip) == before, label
+    assert not list(run.glob(".*.tmp-*")), f"{label}: a temporary was left behind"
     if command == "merge":
-        assert code != 0 or (tmp_path / "merged" / "config.json").is_file()
-        assert code == 0 or not (tmp_path / "merged").exists()
+        assert (code == 0) == (case / "merged" / "config.json").is_file(), label
+    shutil.rmtree(case)
     return code
 
 
-@pytest.mark.parametrize("command, name, damage", _cases(fast=True))
-def test_damaged_file(evaluated_run, tmp_path, capsys, command, name, damage):
-    _probe(evaluated_run, tmp_path, capsys, command, name, damage)
+def _all_cases(evaluated_run, tiny_model_dir, commands, only=None):
+    """Every (command, folder, file, damage), the files listed from the folders themselves."""
+    run_files = sorted(p.name for p in evaluated_run.iterdir() if p.is_file())
+    base_files = sorted(p.name for p in tiny_model_dir.iterdir() if p.is_file())
+    cases = [(c, "run", n) for c in commands for n in run_files]
+    cases += [(c, "base", n) for c in commands if c in ("merge", "generate") for n in base_files]
+    return [(c, w, n, d) for c, w, n in cases for d in DAMAGES if only is None or (c, w, n) in only]
+
+
+def _probe_all(evaluated_run, tiny_model_dir, tmp_path, capsys, cases) -> collections.Counter:
+    outcomes = collections.Counter()
+    for command, where, name, damage in cases:
+        code = _probe(evaluated_run, tiny_model_dir, tmp_path, capsys, command, where, name, damage)
+        outcomes[(command, damage, code)] += 1
+    print({f"{c} {d} -> exit {code}": n for (c, d, code), n in sorted(outcomes.items())})
+    return outcomes
+
+
+def test_every_file_report_reads_damaged_every_way(evaluated_run, tiny_model_dir, tmp_path, capsys):
+    outcomes = _probe_all(
+        evaluated_run, tiny_model_dir, tmp_path, capsys, _all_cases(evaluated_run, tiny_model_dir, ["report"])
+    )
+    assert sum(n for (_, _, code), n in outcomes.items() if code == 2) >= 4 * 5  # stats, recipe, eval, samples
+
+
+def test_the_model_loading_commands_on_their_vital_files(evaluated_run, tiny_model_dir, tmp_path, capsys):
+    cases = _all_cases(evaluated_run, tiny_model_dir, ["merge", "eval"], only=FAST)
+    outcomes = _probe_all(evaluated_run, tiny_model_dir, tmp_path, capsys, cases)
+    assert sum(n for (_, d, code), n in outcomes.items() if code == 2 and d != "missing") >= 6
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command, name, damage", _cases(fast=False))
-def test_damaged_file_slow(evaluated_run, tmp_path, capsys, command, name, damage):
-    _probe(evaluated_run, tmp_path, capsys, command, name, damage)
+def test_every_file_of_the_run_and_base_for_every_command(evaluated_run, tiny_model_dir, tmp_path, capsys):
+    cases = _all_cases(evaluated_run, tiny_model_dir, ["merge", "eval", "generate"])
+    _probe_all(evaluated_run, tiny_model_dir, tmp_path, capsys, cases)
 
 
 def test_report_refuses_perplexities_of_an_earlier_adapter(evaluated_run, tmp_path, capsys):
