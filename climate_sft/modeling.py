@@ -149,7 +149,7 @@ def load_tokenizer(model_args):
         path = resolve_model_path(name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision)
-        except (OSError, ValueError) as error:
+        except Exception as error:  # tokenizers raises its own kinds; for a local folder each means a damaged file
             if not Path(path).is_dir():
                 raise
             from climate_sft.files import damaged
