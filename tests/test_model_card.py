@@ -8,6 +8,7 @@ import shutil
 import yaml
 
 from climate_sft import cli
+from climate_sft.confidence import with_interval
 from climate_sft.model_card import hub_base_model, model_card
 
 
@@ -34,8 +35,9 @@ def test_card_names_the_hub_base_the_recipe_and_the_measured_perplexity(tiny_run
     cli.main(["report", str(run)])
     evaluation = json.loads((run / "eval_results.json").read_text())
     card = (run / "README.md").read_text()
-    assert f"{evaluation['fine_tuned']['perplexity']:.2f} (fine-tuned)" in card  # one test document: no interval
-    assert f"{evaluation['base']['perplexity']:.2f} (base)" in card
+    for key, label in (("fine_tuned", "fine-tuned"), ("base", "base")):
+        measured = evaluation[key]
+        assert f"{with_interval(measured['perplexity'], measured.get('interval'))} ({label})" in card
     recipe = yaml.safe_load(card.split("```yaml")[1].split("```")[0])
     assert recipe == yaml.safe_load((run / "recipe.yaml").read_text())
     assert "push_to_hub: true" in card and "hub_model_id" in card
