@@ -51,8 +51,8 @@ def error_boundary(prog: str):
         yield
     except SystemExit:
         raise
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # on a line of its own: Ctrl-C often lands in the middle of a progress bar
+        print(f"\n{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
     except BaseException as error:  # the net under every specific message
         if debugging():

@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 COMMANDS = {
-    "eval": (["eval", "{run}", "--samples", "1"], {"eval_results.json", "samples.json"}),
+    "eval": (
+        ["eval", "{run}", "--samples", "1"],
+        {
+            "eval_results.json",
+            "samples.json",
+            *(f"{t}_passages.{e}" for t in ("heldout", "general") for e in ("yaml", "jsonl")),
+        },
+    ),
     "report": (["report", "{run}"], {"REPORT.md", "README.md", "loss.png", "throughput.png", "perplexity.png"}),
     "merge": (["merge", "{run}", "--output", "{out}/merged"], set()),
 }
