@@ -31,7 +31,8 @@ def _bad_input(error: BaseException) -> str | None:
         return str(error)
     if isinstance(error, OSError) and error.filename:
         return f"{error.filename}: {error.strerror or error}; check the path and its permissions"
-    if isinstance(error, ImportError):  # an optional package the input asks for (deepspeed, a tracker)
+    if isinstance(error, ModuleNotFoundError) and not (error.name or "").startswith("climate_sft"):
+        # an optional package the input asks for (deepspeed, a tracker); a broken import of ours stays internal
         return f"a package this needs is not installed ({error}); install it, or change the setting that needs it"
     if isinstance(error, UnicodeDecodeError):
         return f"a file given is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"

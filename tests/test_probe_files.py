@@ -34,6 +34,9 @@ WRITES = {
     "eval": {"eval_results.json", "samples.json"},
     "generate": {"samples.json"},
 }
+# Files without which a command cannot have worked: a damaged one that it accepts was read as if whole.
+_MODEL = ("adapter_model.safetensors", "adapter_config.json", "config.json")
+VITAL = {"report": (), "merge": _MODEL, "eval": (*_MODEL, "data.json"), "generate": (*_MODEL, "data.json")}
 # Cheap enough for `make test`: every file for report; the model-loading commands on a few files each.
 FAST = {
     ("merge", "run", "adapter_model.safetensors"),
@@ -100,8 +103,7 @@ def _probe(evaluated_run, tiny_model_dir, tmp_path, capsys, command, where, name
         errors = [line for line in captured.err.splitlines() if line.startswith("climate-sft") or "rror" in line]
         assert len(errors) == 1 and errors[0].startswith(f"climate-sft {command}: error: "), f"{label}: {captured.err}"
     else:  # a file the command can do without (an optional result) must not have been read as if whole
-        vital = ("adapter_model.safetensors", "adapter_config.json", "data.json", "config.json")
-        assert damage == "missing" or command == "report" or name not in vital, f"{label}: accepted\n{output[-800:]}"
+        assert damage == "missing" or name not in VITAL[command], f"{label}: accepted\n{output[-800:]}"
     assert _digest(run, skip) == before, label
     assert not list(run.glob(".*.tmp-*")), f"{label}: a temporary was left behind"
     if command == "merge":
