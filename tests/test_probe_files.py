@@ -31,7 +31,11 @@ DAMAGES = {
 WRITES = {
     "report": {"REPORT.md", "README.md", "loss.png", "throughput.png", "perplexity.png"},
     "merge": set(),
-    "eval": {"eval_results.json", "samples.json"},
+    "eval": {
+        "eval_results.json",
+        "samples.json",
+        *(f"{t}_passages.{e}" for t in ("heldout", "general") for e in ("yaml", "jsonl")),
+    },
     "generate": {"samples.json"},
 }
 # Files without which a command cannot have worked: a damaged one that it accepts was read as if whole.
