@@ -181,12 +181,12 @@ def check_adapter(run_dir: Path) -> None:
 
 
 def check_model_folder(folder: Path) -> None:
-    """A local model folder: a config.json that names the architecture, every JSON file whole (the tokenizer's
-    too), and weights in it."""
+    """A local model folder: a config.json that names the architecture, every JSON file a whole mapping (the
+    tokenizer's and the generation config too), and weights in it."""
     fix = "copy the model folder again (save_pretrained), or name a hub id"
     read_mapping(folder / "config.json", fix, keys=("model_type",))
-    for path in folder.glob("*.json"):
-        read_json(path, fix)
+    for path in folder.glob("*.json"):  # config, generation and tokenizer files: each a JSON mapping
+        read_mapping(path, fix)
     weights = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
     if not weights:
         raise DamagedFile(f"{folder} holds no weights (*.safetensors or *.bin): {fix}")
